@@ -1,0 +1,3 @@
+from cryocloud.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The Backend protocol: the contract every place-to-run implements (see docs/backends.md).
+
+A backend only decides *where* the agent runs. It answers stateless questions; the monitor owns polling,
+retries and reconciliation with the ledger; the agent runs the job. Every backend guarantees the job:
+- the working directory is the project folder; the environment is the submitter's minus secrets;
+- stdout/stderr land in the job's run.out/run.err;
+- exactly one exit marker exists when the job ends, whatever ended it (the agent writes it, or the
+  monitor does when the agent could not);
+- the ledger holds every attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryocloud.jobs.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What a backend needs to find its job again (pid, Slurm job id, instance id), JSON-serialisable."""
+
+    backend: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What the backend sees. `state` is one of queued, running, succeeded, failed, aborted, gone."""
+
+    state: str
+    message: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything the agent needs, written to the control folder as agent.json before launch."""
+
+    job_id: int
+    spec: JobSpec
+    control_dir: Path
+    mpi_launcher: list[str]
+    env: dict[str, str]
+
+
+class Backend(Protocol):
+    name: str
+    machine: str  # what `costs` shows for the machine column
+    usd_per_hour: float
+
+    def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
+        """True if the job can start now next to `running` (jobs of this backend already started)."""
+        ...
+
+    def submit(self, launch: Launch) -> Handle:
+        """Start (or enqueue on the backend's own scheduler) the agent for this job. Returns at once."""
+        ...
+
+    def status(self, handle: Handle) -> BackendStatus:
+        """What the backend knows of the job now. 'gone' means it ended without telling the backend how."""
+        ...
+
+    def cancel(self, handle: Handle) -> None:
+        """Stop the job; the agent then writes the aborted marker. Safe to call on a finished job."""
+        ...
+
+    def logs(self, handle: Handle) -> tuple[Path, Path]:
+        """Where stdout and stderr of the job are."""
+        ...

@@ -1,0 +1,53 @@
+"""Exit and abort marker files, per client family (RELION, CCP-EM Pipeliner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class MarkerFamily:
+    success: str
+    failure: str
+    aborted: str
+    abort_request: str
+
+    def for_state(self, state: str) -> str:
+        return {"succeeded": self.success, "aborted": self.aborted}.get(state, self.failure)
+
+    @property
+    def exits(self) -> tuple[str, str, str]:
+        return (self.success, self.failure, self.aborted)
+
+    def existing(self, job_dir: Path) -> str | None:
+        """The state an existing exit marker says, checked in RELION's order, or None."""
+        for name, state in ((self.success, "succeeded"), (self.failure, "failed"), (self.aborted, "aborted")):
+            if (job_dir / name).exists():
+                return state
+        return None
+
+    def write(self, job_dir: Path, state: str) -> bool:
+        """Write the marker for `state` unless one exists already. True if written."""
+        if self.existing(job_dir) is not None:
+            return False
+        (job_dir / self.for_state(state)).touch()
+        return True
+
+    def clear(self, job_dir: Path) -> None:
+        """Remove stale exit markers (and an old abort request) before a job (re)starts."""
+        for name in (*self.exits, self.abort_request):
+            (job_dir / name).unlink(missing_ok=True)
+
+
+FAMILIES = {
+    "relion": MarkerFamily(
+        "RELION_JOB_EXIT_SUCCESS", "RELION_JOB_EXIT_FAILURE", "RELION_JOB_EXIT_ABORTED", "RELION_JOB_ABORT_NOW"
+    ),
+    "pipeliner": MarkerFamily(
+        "PIPELINER_JOB_EXIT_SUCCESS", "PIPELINER_JOB_EXIT_FAILED", "PIPELINER_JOB_EXIT_ABORTED",
+        "PIPELINER_JOB_ABORT_NOW",
+    ),
+}
+# Jobs that are not RELION's still get RELION-style markers, so one mechanism serves all.
+FAMILIES["command"] = FAMILIES["relion"]

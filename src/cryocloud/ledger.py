@@ -1,0 +1,224 @@
+"""The ledger: one SQLite file per user (under CRYOCLOUD_HOME) holding jobs, attempts and events.
+
+Every command that starts or spends writes here first. Agents never write the ledger: they report through
+files in the job's control folder, which the monitor (and every status call) records here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryocloud.errors import CryocloudError
+
+ACTIVE = ("queued", "starting", "running")
+FINAL = ("succeeded", "failed", "aborted")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    client TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    project_dir TEXT NOT NULL,
+    job_dir TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    machine TEXT NOT NULL DEFAULT '',
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    exit_code INTEGER,
+    predicted_usd REAL,
+    control_dir TEXT NOT NULL DEFAULT '',
+    spec TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_dir ON jobs(project_dir, job_dir);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    backend TEXT NOT NULL,
+    handle TEXT NOT NULL DEFAULT '{}',
+    machine TEXT NOT NULL DEFAULT '',
+    market TEXT NOT NULL DEFAULT 'on-demand',
+    price_source TEXT NOT NULL DEFAULT '',
+    usd_per_hour REAL NOT NULL DEFAULT 0,
+    started_at REAL,
+    ended_at REAL,
+    state TEXT NOT NULL DEFAULT 'starting',
+    compute_usd REAL NOT NULL DEFAULT 0,
+    storage_usd REAL NOT NULL DEFAULT 0,
+    transfer_usd REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts(job_id);
+CREATE TABLE IF NOT EXISTS events (
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    name: str
+    client: str
+    job_type: str
+    project_dir: str
+    job_dir: str
+    profile: str
+    backend: str
+    user: str
+    project: str
+    state: str
+    message: str
+    machine: str
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    predicted_usd: float | None
+    control_dir: str
+    spec: str
+
+    @property
+    def wall_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    job_id: int
+    backend: str
+    handle: str
+    machine: str
+    market: str
+    price_source: str
+    usd_per_hour: float
+    started_at: float | None
+    ended_at: float | None
+    state: str
+    compute_usd: float
+    storage_usd: float
+    transfer_usd: float
+
+    @property
+    def handle_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.handle or "{}")
+        return data
+
+    @property
+    def total_usd(self) -> float:
+        return self.compute_usd + self.storage_usd + self.transfer_usd
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise CryocloudError(
+                f"cannot open the ledger {path}: {e}",
+                "set CRYOCLOUD_HOME to a writable local (not NFS) folder",
+            ) from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction: what is read inside is still true when it commits."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # jobs
+    def add_job(self, **cols: Any) -> int:
+        keys = ", ".join(cols)
+        marks = ", ".join("?" for _ in cols)
+        cur = self.db.execute(f"INSERT INTO jobs ({keys}) VALUES ({marks})", tuple(cols.values()))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_job(self, job_id: int, **cols: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*cols.values(), job_id))
+
+    def job(self, job_id: int) -> JobRow | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRow(**dict(row)) if row else None
+
+    def jobs(self, *, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[JobRow]:
+        sql, args = "SELECT * FROM jobs", []
+        if states:
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            args = list(states)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [JobRow(**dict(r)) for r in self.db.execute(sql, args)]
+
+    def jobs_in_dir(self, project_dir: str, job_dir: str) -> list[JobRow]:
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE project_dir = ? AND job_dir = ? ORDER BY id DESC", (project_dir, job_dir)
+        )
+        return [JobRow(**dict(r)) for r in rows]
+
+    # attempts
+    def add_attempt(self, job_id: int, **cols: Any) -> int:
+        cols["job_id"] = job_id
+        keys = ", ".join(cols)
+        cur = self.db.execute(
+            f"INSERT INTO attempts ({keys}) VALUES ({', '.join('?' for _ in cols)})", tuple(cols.values())
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_attempt(self, attempt_id: int, **cols: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        self.db.execute(f"UPDATE attempts SET {sets} WHERE id = ?", (*cols.values(), attempt_id))
+
+    def attempts(self, job_id: int) -> list[AttemptRow]:
+        rows = self.db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
+        return [AttemptRow(**dict(r)) for r in rows]
+
+    def last_attempt(self, job_id: int) -> AttemptRow | None:
+        rows = self.attempts(job_id)
+        return rows[-1] if rows else None
+
+    # events
+    def event(self, job_id: int, message: str, at: float | None = None) -> None:
+        self.db.execute("INSERT INTO events VALUES (?, ?, ?)", (job_id, at or time.time(), message))
+
+    def events(self, job_id: int) -> list[tuple[float, str]]:
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT at, message FROM events WHERE job_id = ? ORDER BY at", (job_id,))]

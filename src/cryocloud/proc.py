@@ -1,0 +1,116 @@
+"""The one place cryocloud starts other programs. Argument lists only; no shell strings are built here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryocloud.errors import CommandError, CryocloudError
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_command(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    hint: str = "",
+) -> Completed:
+    """Run `argv`, capture its output, and raise CommandError on a non-zero exit when `check`."""
+    args = [os.fspath(a) for a in argv]
+    try:
+        p = subprocess.run(
+            args, cwd=cwd, env=dict(env) if env is not None else None, input=input,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except FileNotFoundError as e:
+        raise CryocloudError(f"{args[0]}: command not found", hint or f"install {args[0]} or put it on PATH") from e
+    except subprocess.TimeoutExpired as e:
+        raise CryocloudError(f"`{' '.join(args)}` did not answer within {timeout:g} s", hint) from e
+    done = Completed(args, p.returncode, p.stdout, p.stderr)
+    if check and p.returncode != 0:
+        raise CommandError(args, p.returncode, p.stdout, p.stderr, hint)
+    return done
+
+
+def spawn_detached(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: Path | None = None,
+    stderr: Path | None = None,
+) -> int:
+    """Start `argv` in its own session (it survives the caller, its terminal and a logout); return its pid."""
+    args = [os.fspath(a) for a in argv]
+    out = open(stdout, "ab") if stdout else subprocess.DEVNULL  # noqa: SIM115
+    err = open(stderr, "ab") if stderr else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        p = subprocess.Popen(
+            args, cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=err, start_new_session=True, close_fds=True,
+        )
+    except FileNotFoundError as e:
+        raise CryocloudError(f"{args[0]}: command not found", f"install {args[0]} or put it on PATH") from e
+    finally:
+        for f in (out, err):
+            if not isinstance(f, int):
+                f.close()
+    return p.pid
+
+
+def start_process_group(
+    argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str], stdout_path: Path, stderr_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start a job's command in its own process group with output appended to the job's log files."""
+    with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
+        return subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            start_new_session=True, close_fds=True,
+        )
+
+
+def pid_alive(pid: int, started: float | None = None) -> bool:
+    """True if `pid` runs and (when `started` is given) is the same process that started then (no pid reuse)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    if started is not None:
+        return abs(process_start_time(pid) - started) < 2.0
+    return True
+
+
+def process_start_time(pid: int) -> float:
+    """Wall-clock start time of `pid` (seconds since the epoch), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return 0.0
