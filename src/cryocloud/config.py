@@ -99,7 +99,7 @@ class Settings:
         valid = sorted(set(self.profiles) | set(BACKENDS))
         raise ConfigError(
             f"unknown backend or profile {name!r}",
-            close_matches(name, valid) + f" Profiles are defined under [profiles.NAME] in {self.config_path}",
+            close_matches(name, valid) + f"; profiles are defined under [profiles.NAME] in {self.config_path}",
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class CryocloudError(Exception):
     """A problem the user can act on: `message` says what is wrong, `hint` what to do about it."""
@@ -42,7 +44,7 @@ class CommandError(CryocloudError):
         self.stderr = stderr
 
 
-def close_matches(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+def close_matches(word: str, choices: Iterable[str]) -> str:
     """'did you mean X?' text for a misspelled name, or the list of valid names."""
     import difflib
 

@@ -37,12 +37,11 @@ class BackendStatus:
 
 @dataclass(frozen=True)
 class Launch:
-    """Everything the agent needs, written to the control folder as agent.json before launch."""
+    """What a backend needs to start the agent for one job."""
 
     job_id: int
     spec: JobSpec
-    control_dir: Path
-    mpi_launcher: list[str]
+    control_dir: Path  # holds launch.json (spec, MPI launcher, log paths) for the agent
     env: dict[str, str]
 
 
@@ -65,6 +64,10 @@ class Backend(Protocol):
 
     def cancel(self, handle: Handle) -> None:
         """Stop the job; the agent then writes the aborted marker. Safe to call on a finished job."""
+        ...
+
+    def cleanup(self, handle: Handle) -> None:
+        """Release whatever the job left behind once it ended (processes, instances, volumes)."""
         ...
 
     def logs(self, handle: Handle) -> tuple[Path, Path]:

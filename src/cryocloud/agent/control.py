@@ -1,0 +1,37 @@
+"""The job's control folder: how an agent and the lab side talk without a ledger or a network.
+
+Files (all written atomically):
+  launch.json   what to run (JobSpec, MPI launcher), written by the lab side before launch
+  agent.json    the agent's pid, host and start time, written when it starts
+  result.json   the final state, exit code and times, written when it ends
+  cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def control_dir_for(project_dir: Path, job_dir: str, job_id: int) -> Path:
+    return project_dir / job_dir / ".cryocloud" / f"job{job_id}"

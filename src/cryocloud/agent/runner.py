@@ -1,0 +1,167 @@
+"""Run a job's commands in the project folder and leave exactly one exit marker, whatever happens.
+
+Steps (DESIGN.md): run each command line with bash in its own process group, output appended to the
+job's run.out/run.err; stop at the first failed command; watch for the abort file and SIGTERM; then write
+result.json and the client's exit marker unless the program wrote its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryocloud.agent import control
+from cryocloud.jobs.markers import FAMILIES, MarkerFamily
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.proc import start_process_group
+
+POLL = 0.1  # seconds between checks of the process and the abort file
+ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop on its own before SIGTERM
+KILL_GRACE = 5.0  # SIGTERM -> SIGKILL
+MPI_PROGRAM = re.compile(r"^(?:`which\s+)?(?:\S*/)?relion_\w+_mpi\b")
+
+
+def stamp(msg: str) -> str:
+    return f"[cryocloud {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n"
+
+
+def with_mpi(line: str, ranks: int, launcher: list[str]) -> str:
+    """Put the MPI launcher in front of a relion_*_mpi command line (as RELION's local mode does)."""
+    if ranks <= 1 or not MPI_PROGRAM.match(line.strip()):
+        return line
+    prefix = shlex.join(part.replace("{ranks}", str(ranks)) for part in launcher)
+    return f"{prefix} {line}"
+
+
+@dataclass
+class Outcome:
+    state: str  # succeeded | failed | aborted
+    exit_code: int | None
+    message: str
+
+
+class Runner:
+    def __init__(self, control_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        self.control_dir = control_dir
+        launch = control.read_json(control_dir / control.LAUNCH)
+        if launch is None:
+            raise SystemExit(f"cryocloud agent: no readable {control.LAUNCH} in {control_dir}")
+        self.spec = JobSpec.from_dict(launch["spec"])
+        self.launcher: list[str] = launch["mpi_launcher"]
+        self.project = Path(self.spec.project_dir)
+        self.job_dir = self.project / self.spec.job_dir
+        self.family: MarkerFamily = FAMILIES[self.spec.client]
+        self.out = self.project / launch.get("stdout", self.spec.job_dir + "run.out")
+        self.err = self.project / launch.get("stderr", self.spec.job_dir + "run.err")
+        self.clock = clock
+        self.terminated = False
+        self.state: dict[str, object] = {}
+
+    def log(self, msg: str) -> None:
+        with open(self.out, "a", encoding="utf-8") as f:
+            f.write(stamp(msg))
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.terminated = True
+
+    def _abort_requested(self) -> bool:
+        return (self.job_dir / self.family.abort_request).exists()
+
+    def _stop(self, proc: subprocess.Popen[bytes], grace: float) -> None:
+        """Let the job stop by itself for `grace` s, then SIGTERM its group, then SIGKILL."""
+        for sig, wait in ((None, grace), (signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def run_line(self, line: str, env: dict[str, str]) -> Outcome | None:
+        """Run one command line; None if it succeeded, else how the job ends."""
+        cmd = with_mpi(line, self.spec.resources.mpi, self.launcher)
+        proc = start_process_group(["bash", "-c", cmd], cwd=self.project, env=env,
+                                   stdout_path=self.out, stderr_path=self.err)
+        self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
+        while True:
+            try:
+                rc = proc.wait(timeout=POLL)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self._abort_requested():
+                self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
+                self._stop(proc, ABORT_GRACE.get(self.spec.client, 0.0))
+                return Outcome("aborted", proc.returncode, "aborted on request")
+            if self.terminated:
+                cancelled = (self.control_dir / control.CANCEL).exists()
+                self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
+                self._stop(proc, 0.0)
+                if cancelled:
+                    return Outcome("aborted", proc.returncode, "cancelled")
+                return Outcome("failed", proc.returncode, "the agent was terminated")
+        if rc != 0:
+            return Outcome("failed", rc, f"command exited with {rc}: {line[:200]}")
+        return None
+
+    def record(self, **values: object) -> None:
+        self.state.update(values)
+        control.write_json(self.control_dir / control.AGENT, self.state)
+
+    def run(self) -> Outcome:
+        started = self.clock()
+        self.record(pid=os.getpid(), host=socket.gethostname(), started_at=started)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        env = job_environment(os.environ)
+        self.log(f"job {self.spec.name} started on {socket.gethostname()} (pid {os.getpid()})")
+        outcome = Outcome("succeeded", 0, "")
+        for line in self.spec.commands:
+            ended = self.run_line(line, env)
+            if ended is not None:
+                outcome = ended
+                break
+        # A program's own marker is the job's verdict as RELION sees it; keep the two views equal.
+        own = self.family.existing(self.job_dir)
+        if own is not None and own != outcome.state:
+            outcome = Outcome(own, outcome.exit_code, outcome.message or f"the program reported {own}")
+        ended_at = self.clock()
+        control.write_json(self.control_dir / control.RESULT, {
+            "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
+            "started_at": started, "ended_at": ended_at,
+        })
+        self.log(f"job {outcome.state} after {ended_at - started:.1f} s"
+                 + (f": {outcome.message}" if outcome.message and outcome.state != "succeeded" else ""))
+        self.family.write(self.job_dir, outcome.state)
+        return outcome
+
+
+SECRET = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
+
+
+def job_environment(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The submitter's environment minus secrets, plus what MPI needs to run here."""
+    out = {k: v for k, v in env.items() if not SECRET.search(k)}
+    if os.geteuid() == 0:  # Open MPI refuses root without these; containers and CI run as root
+        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m cryocloud.agent CONTROL_DIR")
+        return 2
+    outcome = Runner(Path(argv[0])).run()
+    return 0 if outcome.state == "succeeded" else 1

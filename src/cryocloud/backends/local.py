@@ -1,0 +1,70 @@
+"""The local backend: this workstation, as a first-in-first-out queue over its CPU and GPU slots.
+
+The agent runs as a detached process (its own session), so the job survives the submitting shell and the
+user's logout. Queueing is the monitor's: it starts a queued job when `has_room` says the slots are free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from cryocloud.agent import control
+from cryocloud.backends.base import BackendStatus, Handle, Launch
+from cryocloud.config import Profile, Settings
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.proc import pid_alive, process_start_time, spawn_detached
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, profile: Profile, settings: Settings) -> None:
+        self.cpus = settings.local_cpus
+        self.gpus = settings.local.gpus
+        self.machine = f"workstation ({self.cpus} CPUs)"
+        self.usd_per_hour = settings.general.workstation_usd_per_hour
+
+    def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
+        if not running:
+            return True  # a job bigger than the machine still runs, alone
+        cpus = sum(min(s.resources.cpus, self.cpus) for s in running)
+        gpus = sum(s.resources.gpus for s in running)
+        return (cpus + min(spec.resources.cpus, self.cpus) <= self.cpus
+                and gpus + spec.resources.gpus <= max(self.gpus, 0))
+
+    def submit(self, launch: Launch) -> Handle:
+        argv = [sys.executable, "-m", "cryocloud.agent", str(launch.control_dir)]
+        log = launch.control_dir / "agent.log"
+        pid = spawn_detached(argv, cwd=launch.spec.project_dir, env=launch.env, stdout=log, stderr=log)
+        return Handle(self.name, {"pid": pid, "started": process_start_time(pid)})
+
+    def status(self, handle: Handle) -> BackendStatus:
+        pid = int(handle.data["pid"])
+        if pid_alive(pid, handle.data.get("started") or None):
+            return BackendStatus("running")
+        return BackendStatus("gone", f"the job's agent (pid {pid}) ended without reporting (killed or crashed)")
+
+    def cancel(self, handle: Handle) -> None:
+        pid = int(handle.data["pid"])
+        if pid_alive(pid, handle.data.get("started") or None):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def cleanup(self, handle: Handle) -> None:
+        """After the agent vanished: kill what is left of the job's own process group."""
+        agent = control.read_json(Path(handle.data.get("control_dir", ".")) / control.AGENT) or {}
+        pgid = agent.get("child_pgid")
+        if isinstance(pgid, int) and pgid > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    def logs(self, handle: Handle) -> tuple[Path, Path]:
+        cdir = Path(handle.data.get("control_dir", "."))
+        launch = control.read_json(cdir / control.LAUNCH) or {}
+        spec = launch.get("spec", {})
+        base = Path(spec.get("project_dir", "."))
+        return base / launch.get("stdout", "run.out"), base / launch.get("stderr", "run.err")

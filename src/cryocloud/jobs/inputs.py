@@ -1,0 +1,143 @@
+"""Find every file a RELION job reads by following STAR files, not by guessing per job type.
+
+Seeds are the job's input edges in default_pipeline.star and the files named after the input flags of its
+command lines; every STAR file found is read with starfile and the path-valued labels below are followed,
+recursively (particles -> stacks, micrographs -> movies, per-movie metadata -> movie, gain, defects;
+optimiser -> model, data, sampling, masks). Paths resolve against the project folder, as RELION resolves them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryocloud.errors import SubmissionError
+from cryocloud.jobs.spec import InputFile
+
+# STAR labels whose values are paths to files the job reads. One table for every job type.
+PATH_LABELS = frozenset({
+    "rlnImageName", "rlnReconstructImageName", "rlnMicrographName", "rlnMicrographNameNoDW",
+    "rlnMicrographMovieName", "rlnMicrographMetadata", "rlnMicrographGainName", "rlnMicrographDefectFile",
+    "rlnMtfFileName", "rlnCtfImage", "rlnReferenceImage", "rlnMaskName", "rlnSolventMaskName",
+    "rlnSolventMask2Name", "rlnBodyMaskName", "rlnBodyReferenceName", "rlnModelStarFile",
+    "rlnModelStarFile2", "rlnExperimentalDataStarFile", "rlnOrientSamplingStarFile",
+    "rlnMicrographCoordinates", "rlnPipeLineNodeName",
+})
+PARTICLE_LABELS = frozenset({"rlnImageName", "rlnReconstructImageName", "rlnCtfImage"})
+# Files that are never inputs (diagnostics written next to inputs).
+SKIP_SUFFIXES = (".log", ".pdf", ".eps")
+# Command-line flags followed by a path the program reads (RELION 3.1-5.0 programs).
+INPUT_FLAGS = frozenset({
+    "--i", "--ref", "--solvent_mask", "--solvent_mask2", "--mask", "--continue", "--mic", "--in_movies",
+    "--in_mics", "--in_parts", "--gainref", "--defect_file", "--mtf", "--fn_in", "--half1", "--half2",
+    "--f", "--reextract_data_star", "--coord_list", "--multibody_masks", "--mic_star", "--corr_mic",
+    "--in_model", "--opt", "--ini_model", "--fn_mtf", "--fn_cont", "--particles",
+})
+NUMBERED_IMAGE = re.compile(r"^\d+@")
+
+
+def _read_star(path: Path) -> dict[str, Any]:
+    import starfile
+
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as e:  # starfile raises assorted errors on malformed input
+        raise SubmissionError(
+            f"{path}: not a readable STAR file ({type(e).__name__}: {e})",
+            "check the file RELION wrote, or re-run the job that produced it",
+        ) from None
+    return dict(data)
+
+
+def _values(block: Any) -> Iterable[str]:
+    """Path-valued entries of one STAR data block (a loop table or key-value pairs)."""
+    if isinstance(block, dict):
+        for label, value in block.items():
+            if label in PATH_LABELS and isinstance(value, str):
+                yield value
+        return
+    # A particle table names the micrographs particles were cut from; a job on particles never reads them.
+    labels = PARTICLE_LABELS if "rlnImageName" in block.columns else PATH_LABELS
+    for label in block.columns:
+        if label in labels:
+            yield from (str(v) for v in block[label].dropna().unique())
+
+
+def _project_relative(path: Path, project: Path) -> str:
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
+
+
+def pipeline_input_edges(project: Path, job_dir: str) -> list[str]:
+    """Input nodes of `job_dir` recorded in default_pipeline.star (empty if the file has none)."""
+    pipeline = project / "default_pipeline.star"
+    if not pipeline.exists():
+        return []
+    blocks = _read_star(pipeline)
+    edges = blocks.get("pipeline_input_edges")
+    if edges is None or isinstance(edges, dict) or "rlnPipeLineEdgeProcess" not in edges.columns:
+        return []
+    rows = edges[edges["rlnPipeLineEdgeProcess"] == job_dir]
+    return [str(v) for v in rows["rlnPipeLineEdgeFromNode"]]
+
+
+def command_inputs(commands: Iterable[str]) -> list[str]:
+    """Paths named after the input flags of the job's command lines."""
+    out = []
+    for line in commands:
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        for flag, value in itertools.pairwise(words):
+            if flag in INPUT_FLAGS and value and not value.startswith("--"):
+                out.append(value)
+    return out
+
+
+def discover_inputs(project: Path, job_dir: str, commands: list[str]) -> list[InputFile]:
+    """Every file the job reads, with its size. Raises SubmissionError naming missing files."""
+    project = project.resolve()
+    seeds = pipeline_input_edges(project, job_dir) + command_inputs(commands)
+    seen: dict[str, int] = {}
+    missing: list[tuple[str, str]] = []  # (path, named by)
+    queue: list[tuple[str, str]] = [(s, "the job's command line or pipeline") for s in seeds]
+    while queue:
+        name, named_by = queue.pop()
+        name = NUMBERED_IMAGE.sub("", name.strip())
+        if not name:
+            continue
+        path = Path(name) if os.path.isabs(name) else project / name
+        key = _project_relative(path, project)
+        if key in seen or name.endswith(SKIP_SUFFIXES):
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError:
+            if path.is_symlink():
+                missing.append((key + " (a broken link)", named_by))
+            else:
+                missing.append((key, named_by))
+            seen[key] = -1
+            continue
+        if path.is_dir():
+            continue
+        seen[key] = size
+        if path.suffix == ".star":
+            for block in _read_star(path).values():
+                queue.extend((v, key) for v in _values(block))
+    if missing:
+        first = "; ".join(f"{p} (named in {by})" for p, by in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise SubmissionError(
+            f"the job's inputs name {len(missing)} missing file(s): {first}{more}",
+            "paths in STAR files resolve against the project folder; restore the files or re-run the job that made them",
+        )
+    return [InputFile(path=p, size=s) for p, s in sorted(seen.items()) if s >= 0]

@@ -1,0 +1,187 @@
+"""The monitor: starts queued jobs when their backend has room, and reconciles what agents report with
+the ledger (including agents that died without reporting: their jobs end as failed, with a marker).
+
+One per user (a lock file); `submit` starts it when it is not running; it exits when no job is active.
+Every `status`/`costs` call runs one reconcile pass too, so the ledger is right even without it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryocloud.agent import control
+from cryocloud.agent.runner import job_environment, stamp
+from cryocloud.backends import get_backend
+from cryocloud.backends.base import Backend, Handle, Launch
+from cryocloud.config import Settings
+from cryocloud.errors import CryocloudError
+from cryocloud.jobs.markers import FAMILIES
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.ledger import JobRow, Ledger
+from cryocloud.proc import spawn_detached
+
+STARTED = ("starting", "running")
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(settings.ledger_path)
+
+
+def _backend(settings: Settings, job: JobRow, cache: dict[str, Backend]) -> Backend:
+    if job.profile not in cache:
+        cache[job.profile] = get_backend(settings.profile(job.profile), settings)
+    return cache[job.profile]
+
+
+def append_err(spec: JobSpec, text: str) -> None:
+    try:
+        with open(Path(spec.project_dir) / spec.job_dir / "run.err", "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = time.time) -> list[int]:
+    """Start queued jobs, oldest first, while their backend has room. Returns the ids started."""
+    started: list[int] = []
+    cache: dict[str, Backend] = {}
+    with ledger.transaction():
+        running: dict[str, list[JobSpec]] = {}
+        for job in ledger.jobs(states=STARTED):
+            running.setdefault(job.profile, []).append(JobSpec.from_json(job.spec))
+        blocked: set[str] = set()  # first in, first out: a job that waits holds back later ones
+        for job in reversed(ledger.jobs(states=("queued",))):
+            if job.profile in blocked:
+                continue
+            spec = JobSpec.from_json(job.spec)
+            try:
+                backend = _backend(settings, job, cache)
+                if not backend.has_room(spec, running.get(job.profile, [])):
+                    blocked.add(job.profile)
+                    continue
+                cdir = Path(job.control_dir)
+                launch = Launch(job.id, spec, cdir, job_environment(os.environ))
+                handle = backend.submit(launch)
+            except CryocloudError as e:
+                _finish(ledger, job, None, {"state": "failed", "message": e.message, "ended_at": clock()})
+                append_err(spec, stamp(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")))
+                FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "failed")
+                continue
+            now = clock()
+            data = {**handle.data, "control_dir": str(cdir)}
+            ledger.add_attempt(job.id, backend=backend.name, handle=json.dumps(data), machine=backend.machine,
+                               usd_per_hour=backend.usd_per_hour, price_source=backend.name,
+                               started_at=now, state="running")
+            ledger.update_job(job.id, state="running", started_at=now, machine=backend.machine)
+            ledger.event(job.id, f"started on {backend.name} ({backend.machine})")
+            running.setdefault(job.profile, []).append(spec)
+            started.append(job.id)
+    return started
+
+
+def _finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str, object]) -> None:
+    state = str(result.get("state", "failed"))
+    ended = float(result.get("ended_at") or time.time())  # type: ignore[arg-type]
+    started = job.started_at if job.started_at is not None else ended
+    agent_start = result.get("started_at")
+    if isinstance(agent_start, int | float):
+        started = float(agent_start)
+    cols: dict[str, object] = {"state": state, "ended_at": ended, "started_at": started,
+                               "message": str(result.get("message") or "")}
+    if result.get("exit_code") is not None:
+        cols["exit_code"] = result["exit_code"]
+    ledger.update_job(job.id, **cols)
+    if attempt_id is not None:
+        attempt = next(a for a in ledger.attempts(job.id) if a.id == attempt_id)
+        hours = max(0.0, ended - started) / 3600
+        ledger.update_attempt(attempt_id, state=state, started_at=started, ended_at=ended,
+                              compute_usd=round(hours * attempt.usd_per_hour, 6))
+    ledger.event(job.id, f"{state}" + (f": {cols['message']}" if cols["message"] else ""), at=ended)
+
+
+def reconcile(settings: Settings, ledger: Ledger) -> None:
+    """One pass over started jobs: record what their agents reported, and fail those whose agent vanished."""
+    cache: dict[str, Backend] = {}
+    for job in ledger.jobs(states=STARTED):
+        cdir = Path(job.control_dir)
+        attempt = ledger.last_attempt(job.id)
+        result = control.read_json(cdir / control.RESULT)
+        if result is None and attempt is not None:
+            try:
+                status = _backend(settings, job, cache).status(Handle(attempt.backend, attempt.handle_data))
+            except CryocloudError:
+                continue  # backend unreachable now: ask again next pass, never guess an end
+            if status.state in ("queued", "running"):
+                if status.state == "running" and job.state != "running":
+                    ledger.update_job(job.id, state="running")
+                continue
+            result = control.read_json(cdir / control.RESULT)  # it may have landed meanwhile
+            if result is None:
+                _backend(settings, job, cache).cleanup(Handle(attempt.backend, attempt.handle_data))
+                spec = JobSpec.from_json(job.spec)
+                cancelled = (cdir / control.CANCEL).exists()
+                state = "aborted" if cancelled or status.state == "aborted" else "failed"
+                msg = status.message or "the job's agent ended without reporting (killed or crashed)"
+                result = {"state": state, "message": msg, "ended_at": time.time(), "exit_code": status.exit_code}
+                append_err(spec, stamp(f"job {state}: {msg}"))
+                FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, state)
+        if result is not None:
+            with ledger.transaction():
+                current = ledger.job(job.id)
+                if current is not None and current.active:
+                    _finish(ledger, current, attempt.id if attempt else None, result)
+
+
+def has_active(ledger: Ledger) -> bool:
+    return bool(ledger.jobs(states=("queued", *STARTED), limit=1))
+
+
+def _lock(settings: Settings) -> int | None:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.run_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def ensure_monitor(settings: Settings) -> None:
+    """Start the monitor in the background unless one runs already (idempotent)."""
+    fd = _lock(settings)
+    if fd is None:
+        return
+    os.close(fd)  # free it for the monitor we start; if another grabs it first, ours exits at once
+    log = settings.run_dir / "monitor.log"
+    spawn_detached([sys.executable, "-m", "cryocloud.monitor"], env=dict(os.environ), stdout=log, stderr=log)
+
+
+def run_monitor(settings: Settings, poll: float | None = None) -> int:
+    fd = _lock(settings)
+    if fd is None:
+        return 0
+    poll = poll or settings.local.poll_seconds
+    ledger = open_ledger(settings)
+    try:
+        while True:
+            reconcile(settings, ledger)
+            dispatch(settings, ledger)
+            if not has_active(ledger):
+                return 0
+            time.sleep(poll)
+    finally:
+        ledger.close()
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    from cryocloud.config import load_settings
+
+    raise SystemExit(run_monitor(load_settings()))

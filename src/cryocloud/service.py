@@ -1,0 +1,163 @@
+"""What both faces (CLI, REST) call: submit, find, cancel. Each function does one user action."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryocloud.agent import control
+from cryocloud.agent.runner import stamp
+from cryocloud.backends import get_backend
+from cryocloud.backends.base import Handle
+from cryocloud.config import Profile, Settings, load_settings
+from cryocloud.errors import CryocloudError, JobNotFound, SubmissionError
+from cryocloud.jobs.markers import FAMILIES
+from cryocloud.jobs.relion import job_dir_of, job_spec_from_script
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.ledger import JobRow, Ledger
+from cryocloud.monitor import dispatch, ensure_monitor, open_ledger, reconcile
+
+
+class JobFolderBusy(SubmissionError):
+    """The job folder already has an active job: refuse without touching that job's markers."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: JobRow
+    profile: Profile
+
+
+def choose_profile(spec: JobSpec, settings: Settings) -> Profile:
+    """RELION's Queue name when it names a profile, else CRYOCLOUD_BACKEND / the config default, else local."""
+    from cryocloud.backends import BACKENDS
+
+    if spec.queue and (spec.queue in settings.profiles or spec.queue in BACKENDS):
+        return settings.profile(spec.queue)
+    return settings.profile(settings.general.default_profile)
+
+
+def submit_script(script: Path, cwd: Path, settings: Settings | None = None) -> Submitted:
+    """Record and start a job from a script RELION filled. On refusal, RELION's view says failed."""
+    try:
+        return _submit(script, cwd, settings or load_settings())
+    except JobFolderBusy:
+        raise
+    except CryocloudError as e:
+        refuse_into_job(script, cwd, e)
+        raise
+
+
+def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
+    """RELION never sees our exit code: put the refusal in run.err and mark the job failed."""
+    job_dir = job_dir_of(script, cwd)
+    if job_dir is None:
+        return
+    hint = f"\n  hint: {e.hint}" if e.hint else ""
+    with open(job_dir / "run.err", "a", encoding="utf-8") as f:
+        f.write(stamp(f"submission refused: {e.message}{hint}"))
+    FAMILIES["relion"].write(job_dir, "failed")
+
+
+def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:
+    spec = job_spec_from_script(script, cwd)
+    profile = choose_profile(spec, settings)
+    get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
+    ledger = open_ledger(settings)
+    try:
+        with ledger.transaction():
+            busy = [j for j in ledger.jobs_in_dir(spec.project_dir, spec.job_dir) if j.active]
+            if busy:
+                raise JobFolderBusy(
+                    f"{spec.job_dir} already has an active job (cryocloud job {busy[0].id}, {busy[0].state})",
+                    f"wait for it, or stop it with `cryocloud cancel {busy[0].id}`",
+                )
+            job_dir = Path(spec.project_dir) / spec.job_dir
+            FAMILIES[spec.client].clear(job_dir)  # stale markers of an earlier run of this folder
+            job_id = ledger.add_job(
+                name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
+                job_dir=spec.job_dir, profile=profile.name, backend=profile.backend, user=settings.user,
+                project=Path(spec.project_dir).name, state="queued", submitted_at=time.time(),
+                spec=spec.to_json(),
+            )
+            cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
+            cdir.mkdir(parents=True, exist_ok=True)
+            ledger.update_job(job_id, control_dir=str(cdir))
+            control.write_json(cdir / control.LAUNCH, {
+                "spec": asdict(spec), "mpi_launcher": _launcher(profile, settings),
+            })
+            ledger.event(job_id, f"submitted to {profile.name} ({spec.job_type}, {spec.data_bytes} bytes of input)")
+        with open(job_dir / "run.out", "a", encoding="utf-8") as f:
+            f.write(stamp(f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}"))
+        dispatch(settings, ledger)
+        ensure_monitor(settings)
+        row = ledger.job(job_id)
+        assert row is not None
+        return Submitted(row, profile)
+    finally:
+        ledger.close()
+
+
+def _launcher(profile: Profile, settings: Settings) -> list[str]:
+    value = profile.options.get("mpi_launcher", settings.local.mpi_launcher)
+    return list(value)
+
+
+def find_job(ledger: Ledger, ref: str, cwd: Path) -> JobRow:
+    """A job by ledger id, or by RELION job folder (`Class3D/job012/`, relative to cwd, or absolute)."""
+    if ref.isdigit():
+        job = ledger.job(int(ref))
+        if job is None:
+            raise JobNotFound(f"no job {ref} in the ledger", "`cryocloud status` lists the jobs")
+        return job
+    path = (cwd / ref).resolve()
+    for job in ledger.jobs():
+        if (Path(job.project_dir) / job.job_dir).resolve() == path:
+            return job
+    raise JobNotFound(
+        f"no cryocloud job for folder {ref}",
+        "give the job id or a RELION job folder such as Class2D/job002/ from the project folder",
+    )
+
+
+def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> JobRow:
+    """Stop a job; it ends as aborted (RELION's marker too). Waits up to `wait` s for the agent to finish."""
+    ledger = open_ledger(settings)
+    try:
+        job = find_job(ledger, ref, cwd)
+        if not job.active:
+            return job
+        spec = JobSpec.from_json(job.spec)
+        if job.state == "queued":
+            with ledger.transaction():
+                ledger.update_job(job.id, state="aborted", ended_at=time.time(), message="cancelled before start")
+                ledger.event(job.id, "cancelled before start")
+            FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "aborted")
+        else:
+            cdir = Path(job.control_dir)
+            (cdir / control.CANCEL).touch()
+            attempt = ledger.last_attempt(job.id)
+            if attempt is not None:
+                backend = get_backend(settings.profile(job.profile), settings)
+                backend.cancel(Handle(attempt.backend, attempt.handle_data))
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                reconcile(settings, ledger)
+                current = ledger.job(job.id)
+                if current is not None and not current.active:
+                    break
+                time.sleep(0.2)
+        final = ledger.job(job.id)
+        assert final is not None
+        return final
+    finally:
+        ledger.close()
+
+
+def refresh(settings: Settings) -> Ledger:
+    """Open the ledger after one reconcile+dispatch pass, so what is shown is current."""
+    ledger = open_ledger(settings)
+    reconcile(settings, ledger)
+    dispatch(settings, ledger)
+    return ledger

@@ -1,0 +1,72 @@
+"""Make job folders and scripts exactly as RELION fills cryocloud's template."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from cryocloud.jobs.relion import FIELDS, template_text
+
+
+def fill_template(job_dir: str, commands: list[str], mpi: int = 1, threads: int = 1, queue: str = "default",
+                  extras: dict[str, str] | None = None) -> str:
+    """What RELION 3.1 writes: every placeholder replaced, the command line once per command."""
+    values = {"name": job_dir, "mpi": str(mpi), "threads": str(threads), "cores": str(mpi * threads),
+              "dedicated": "1", "nodes": "1", "queue": queue, "outfile": f"{job_dir}run.out",
+              "errfile": f"{job_dir}run.err", "extra1": "", "extra2": "", "extra3": ""}
+    values.update(extras or {})
+    text = template_text()
+    for key, placeholder in FIELDS.items():
+        if key in values:
+            text = text.replace(placeholder, values[key])
+    return text.replace("XXXcommandXXX", "\n".join(commands))
+
+
+def make_job(project: Path, job_dir: str, commands: list[str], **kw: object) -> Path:
+    (project / job_dir).mkdir(parents=True, exist_ok=True)
+    script = project / job_dir / "run_submit.script"
+    script.write_text(fill_template(job_dir, commands, **kw), encoding="utf-8")  # type: ignore[arg-type]
+    return script
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def job_state(job_id: int) -> str:
+    from cryocloud.config import load_settings
+    from cryocloud.service import refresh
+
+    ledger = refresh(load_settings())
+    try:
+        job = ledger.job(job_id)
+        assert job is not None
+        return job.state
+    finally:
+        ledger.close()
+
+
+def markers(job_dir: Path) -> list[str]:
+    return sorted(p.name for p in job_dir.iterdir() if p.name.startswith("RELION_JOB_EXIT_"))
+
+
+def in_dir(path: Path):  # type: ignore[no-untyped-def]
+    """chdir context (RELION calls the queue command from the project folder)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cd():  # type: ignore[no-untyped-def]
+        old = os.getcwd()
+        os.chdir(path)
+        try:
+            yield path
+        finally:
+            os.chdir(old)
+
+    return cd()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cryocloud.config import load_settings
+from cryocloud.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    s = load_settings(env={"CRYOCLOUD_HOME": str(tmp_path)}, path=tmp_path / "none.toml")
+    assert s.general.default_profile == "local"
+    assert s.general.workstation_usd_per_hour == 0.63
+    assert s.profile("local").backend == "local"
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", "workstation_usd_per_hour = 1.5\n[local]\ncpus = 4\n")
+    s = load_settings(env={"CRYOCLOUD_LOCAL_CPUS": "8"}, path=cfg)
+    assert s.general.workstation_usd_per_hour == 1.5
+    assert s.local_cpus == 8
+
+
+def test_backend_env_sets_default_profile(tmp_path: Path) -> None:
+    s = load_settings(env={"CRYOCLOUD_BACKEND": "local"}, path=tmp_path / "none.toml")
+    assert s.general.default_profile == "local"
+
+
+@pytest.mark.parametrize("text, needle, hint", [
+    ("workstation_usd_per_hr = 1\n", "unknown key or section 'workstation_usd_per_hr'", "workstation_usd_per_hour"),
+    ("[local]\ncpu = 2\n", "unknown key 'cpu' in [local]", "cpus"),
+    ("[local]\ncpus = 'many'\n", "local.cpus = 'many' is not a valid int", "fix the value"),
+    ("[local]\ncpus = -1\n", "must not be negative", "fix the value"),
+    ("[profiles.gpu]\nbackend = 'slurmm'\n", "unknown backend 'slurmm'", ""),
+    ("[profiles.gpu]\npartition = 'x'\n", "needs a backend key", "backend ="),
+    ("[budgets]\nbetagal = 10\n", "not 'project:NAME'", "project:betagal"),
+    ("default_profile = 'lcoal'\n", "unknown backend or profile 'lcoal'", "'local'"),
+    ("[local\ncpus = 2\n", "not valid TOML", "quotes and brackets"),
+])
+def test_config_typos_are_clear_errors(tmp_path: Path, text: str, needle: str, hint: str) -> None:
+    cfg = write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={}, path=cfg)
+    assert needle in e.value.message
+    assert hint in e.value.hint
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"CRYOCLOUD_WORKSTATION_USD_PER_HOUR": "cheap"}, path=tmp_path / "none.toml")
+    assert "CRYOCLOUD_WORKSTATION_USD_PER_HOUR" in e.value.message

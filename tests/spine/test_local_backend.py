@@ -1,0 +1,165 @@
+"""The spine on the local backend with plain shell commands (fast; no RELION needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cryocloud.cli.main import main
+from cryocloud.service import submit_script
+from spine.helpers import in_dir, job_state, make_job, markers, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def submit(project: Path, job_dir: str, commands: list[str], **kw: object) -> int:
+    script = make_job(project, job_dir, commands, **kw)
+    with in_dir(project):
+        return submit_script(Path(job_dir) / "run_submit.script", project).job.id
+
+
+def ended(job_id: int, timeout: float = 60) -> str:
+    assert wait_for(lambda: job_state(job_id) not in ("queued", "starting", "running"), timeout)
+    return job_state(job_id)
+
+
+def test_success_writes_output_marker_and_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = submit(tmp_path, "External/job001/", ["echo hello from the job", "echo oops >&2"])
+    assert ended(job) == "succeeded"
+    jd = tmp_path / "External/job001"
+    assert markers(jd) == ["RELION_JOB_EXIT_SUCCESS"]
+    assert "hello from the job" in (jd / "run.out").read_text()
+    assert "oops" in (jd / "run.err").read_text()
+    assert "[cryocloud" in (jd / "run.out").read_text()  # dated state lines for the user
+    assert main(["costs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["backend"] == "local" and rows[0]["usd_per_hour"] == 0.63 and rows[0]["wall_seconds"] > 0
+
+
+def test_first_failed_command_stops_the_job(tmp_path: Path) -> None:
+    job = submit(tmp_path, "External/job001/", ["echo one", "exit 3", "echo never > never.txt"])
+    assert ended(job) == "failed"
+    assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
+    assert not (tmp_path / "never.txt").exists()
+
+
+def test_program_marker_is_kept(tmp_path: Path) -> None:
+    # RELION programs write their own marker; the agent must not add a second one
+    job = submit(tmp_path, "External/job001/", ["touch External/job001/RELION_JOB_EXIT_ABORTED"])
+    assert ended(job) == "aborted"
+    assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_ABORTED"]
+
+
+def test_abort_file_stops_the_job(tmp_path: Path) -> None:
+    job = submit(tmp_path, "External/job001/", ["sleep 300"])
+    assert wait_for(lambda: (tmp_path / "External/job001/run.out").exists() and "started" in
+                    (tmp_path / "External/job001/run.out").read_text())
+    (tmp_path / "External/job001/RELION_JOB_ABORT_NOW").touch()
+    assert ended(job, timeout=20) == "aborted"
+    assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_ABORTED"]
+
+
+def test_killed_agent_ends_as_failed_not_running(tmp_path: Path) -> None:
+    job = submit(tmp_path, "External/job001/", ["sleep 300"])
+    agent_json = tmp_path / f"External/job001/.cryocloud/job{job}/agent.json"
+    assert wait_for(agent_json.exists)
+    pid = json.loads(agent_json.read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert ended(job) == "failed"
+    jd = tmp_path / "External/job001"
+    assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
+    assert "without reporting" in (jd / "run.err").read_text()
+    pgid = json.loads(agent_json.read_text())["child_pgid"]
+    assert wait_for(lambda: not _group_alive(pgid), 10), "the job's processes must not outlive its agent"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_cancel_by_job_folder_from_the_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = submit(tmp_path, "Class2D/job003/", ["sleep 300"])
+    assert wait_for(lambda: job_state(job) == "running")
+    with in_dir(tmp_path):
+        assert main(["cancel", "Class2D/job003/"]) == 0
+    assert "aborted" in capsys.readouterr().out
+    assert job_state(job) == "aborted"
+    assert markers(tmp_path / "Class2D/job003") == ["RELION_JOB_EXIT_ABORTED"]
+
+
+def test_status_from_any_folder_by_id_and_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = submit(tmp_path, "External/job001/", ["true"])
+    ended(job)
+    capsys.readouterr()
+    assert main(["status", str(job), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "succeeded"
+    assert main(["status", str(tmp_path / "External/job001")]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    assert main(["status", "999"]) != 0
+
+
+def test_queue_is_first_in_first_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYOCLOUD_LOCAL_CPUS", "1")
+    a = submit(tmp_path, "External/job001/", ["sleep 1", "date +%s.%N > a.txt"])
+    b = submit(tmp_path, "External/job002/", ["date +%s.%N > b_start.txt"])
+    assert job_state(b) == "queued"  # the single slot is taken
+    assert ended(a) == "succeeded" and ended(b) == "succeeded"
+    assert float((tmp_path / "b_start.txt").read_text()) >= float((tmp_path / "a.txt").read_text())
+
+
+def test_busy_job_folder_is_refused_without_touching_it(tmp_path: Path) -> None:
+    job = submit(tmp_path, "External/job001/", ["sleep 300"])
+    before = sorted(p.name for p in (tmp_path / "External/job001").iterdir())
+    with in_dir(tmp_path):
+        assert main(["submit", "External/job001/run_submit.script"]) == 2
+    assert sorted(p.name for p in (tmp_path / "External/job001").iterdir()) == before
+    assert job_state(job) == "running"
+
+
+def _ledger_rows() -> int:
+    path = Path(os.environ["CRYOCLOUD_HOME"]) / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
+
+@pytest.mark.parametrize("setup, needle", [
+    ("unknown_backend", "unknown backend or profile"),
+    ("config_typo", "unknown key"),
+    ("not_relion", "not made from cryocloud's template"),
+    ("missing_input", "missing file"),
+])
+def test_refusals_tell_relion_and_leave_no_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str], setup: str, needle: str) -> None:
+    cmds = ["echo hi"]
+    if setup == "unknown_backend":
+        monkeypatch.setenv("CRYOCLOUD_BACKEND", "awss")
+    if setup == "config_typo":
+        home = Path(os.environ["CRYOCLOUD_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text("[local]\ncpuz = 2\n")
+    if setup == "missing_input":
+        cmds = ["relion_refine --i Extract/job001/nothere.star --o Class2D/job002/run"]
+    script = make_job(tmp_path, "Class2D/job002/", cmds)
+    if setup == "not_relion":
+        script.write_text("#!/bin/bash\n#SBATCH -n 2\nrelion_refine --i x\n")
+    with in_dir(tmp_path):
+        assert main(["submit", "Class2D/job002/run_submit.script"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "hint:" in err
+    assert len(err.strip().splitlines()) == 2  # one line of error, one of hint
+    jd = tmp_path / "Class2D/job002"
+    assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]  # RELION's GUI must not wait forever
+    assert needle in (jd / "run.err").read_text()
+    assert sorted(p.name for p in jd.iterdir()) == ["RELION_JOB_EXIT_FAILURE", "run.err", "run_submit.script"]
+    assert _ledger_rows() == 0
