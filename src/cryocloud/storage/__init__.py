@@ -1,0 +1,1 @@
+"""Object storage and data movement: see docs/storage.md. Import submodules directly (they load SDKs lazily)."""

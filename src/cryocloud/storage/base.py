@@ -1,0 +1,106 @@
+"""The `ObjectStore` protocol: the few operations every object store offers, and how to open one by URL.
+
+Keys are '/'-separated strings relative to the store's root (an S3 bucket plus prefix, or a local folder).
+Every method is async: a transfer keeps dozens of requests in flight from one thread. A store raises
+`CryocloudError` (never a vendor exception) with a hint, and `ObjectNotFound` for a missing key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from cryocloud.errors import CryocloudError, close_matches
+
+if TYPE_CHECKING:
+    from cryocloud.config import Settings
+
+
+class ObjectNotFound(CryocloudError):
+    """A key that should exist does not."""
+
+
+class IntegrityError(CryocloudError):
+    """Bytes read back do not match their content hash."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float = 0.0  # seconds since the epoch
+    storage_class: str = "STANDARD"
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """What cryocloud needs from object storage. A new store is one class implementing these methods.
+
+    Contract (checked by tests/storage/test_conformance.py on every store):
+    - `put` writes atomically: a reader sees the old object, the new one or none, never a part.
+    - `put` accepts bytes or an iterable of byte chunks (a file streamed in order, possibly large).
+    - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`.
+    - `head` returns None for a missing key. `list` yields every key under a prefix, in any order.
+    - `delete` of a missing key is not an error.
+    - `check` raises a clear `CryocloudError` when the store is unreachable, the credentials are refused or
+      the bucket does not exist; it is the first call of every transfer.
+    """
+
+    url: str
+
+    async def check(self) -> None: ...
+
+    async def put(self, key: str, data: bytes | Iterable[bytes], size: int | None = None) -> None: ...
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
+
+    def get_stream(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def head(self, key: str) -> ObjectInfo | None: ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
+
+    async def delete(self, keys: Iterable[str]) -> None: ...
+
+    def set_lifecycle(self, prefix: str, rules: dict[str, int]) -> None: ...
+
+    def get_lifecycle(self) -> dict[str, dict[str, int]]: ...
+
+
+def _open_local(url: str, settings: Settings | None) -> ObjectStore:
+    from cryocloud.storage.localfs import LocalFolderStore
+
+    path = url.removeprefix("file://")
+    return LocalFolderStore(Path(path).expanduser())
+
+
+def _open_s3(url: str, settings: Settings | None) -> ObjectStore:
+    from cryocloud.storage.s3 import S3Store
+
+    endpoint = settings.storage.endpoint_url if settings else ""
+    region = settings.storage.region if settings else ""
+    return S3Store.from_url(url, endpoint_url=endpoint, region=region)
+
+
+# scheme -> opener; a new kind of store adds one line here.
+SCHEMES = {"s3": _open_s3, "file": _open_local}
+
+
+def default_store_url(settings: Settings) -> str:
+    return settings.storage.url or str(settings.home / "store")
+
+
+def open_store(url: str = "", settings: Settings | None = None) -> ObjectStore:
+    """Open the store at `url` (s3://bucket/prefix, file:///path or a plain path); empty: the configured one."""
+    if not url:
+        if settings is None:
+            from cryocloud.config import load_settings
+
+            settings = load_settings()
+        url = default_store_url(settings)
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme not in SCHEMES:
+        raise CryocloudError(f"unknown storage URL scheme {scheme!r} in {url!r}", close_matches(scheme, set(SCHEMES)))
+    return SCHEMES[scheme](url, settings)

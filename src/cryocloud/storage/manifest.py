@@ -1,0 +1,124 @@
+"""Manifests: what a push stored, as relative paths -> content hashes; and the store's key layout.
+
+Layout under a store's root (an S3 prefix or a folder):
+
+    cas/b/<h[:2]>/<sha256>      one large file's bytes (a "blob"), named by their SHA-256
+    cas/p/<sha256>              a pack: small files' bytes back to back, named by the pack's SHA-256
+    cas/i/<sha256>.json         the pack's index: [[file sha256, offset, size], ...] (for dedup by later pushes)
+    manifests/<name>.json       one manifest per push (a job's inputs, outputs, a project snapshot)
+
+A manifest is written last, after every object it names is known to exist, so a manifest never points at a
+missing object; every byte read back is checked against its SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+from cryocloud.errors import CryocloudError
+
+FORMAT = 1
+FIELDS = ["path", "size", "sha256", "mtime_ns", "mode", "pack", "offset"]
+_NAME = re.compile(r"^[A-Za-z0-9._@+=-]+(/[A-Za-z0-9._@+=-]+)*$")
+
+
+def blob_key(sha: str) -> str:
+    return f"cas/b/{sha[:2]}/{sha}"
+
+
+def pack_key(sha: str) -> str:
+    return f"cas/p/{sha}"
+
+
+def packidx_key(sha: str) -> str:
+    return f"cas/i/{sha}.json"
+
+
+def manifest_key(name: str) -> str:
+    check_name(name)
+    return f"manifests/{name}.json"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name) or ".." in name.split("/"):
+        raise CryocloudError(
+            f"invalid manifest name {name!r}",
+            "use letters, digits and ._-@+= separated by '/', e.g. jobs/Class3D-job012-in",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the pushed root, '/'-separated
+    size: int
+    sha256: str
+    mtime_ns: int = 0
+    mode: int = 0o644
+    pack: str = ""  # SHA-256 of the pack holding the bytes; empty: a blob of its own
+    offset: int = 0
+
+    @property
+    def key(self) -> str:
+        return pack_key(self.pack) if self.pack else blob_key(self.sha256)
+
+
+@dataclass(frozen=True)
+class LinkEntry:
+    path: str
+    target: str  # as the link says, relative or absolute
+
+
+@dataclass
+class Manifest:
+    name: str
+    files: list[FileEntry] = field(default_factory=list)
+    links: list[LinkEntry] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)  # empty folders, so the layout comes back exactly
+    created: float = field(default_factory=time.time)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def objects(self) -> set[str]:
+        """Every store key this manifest depends on."""
+        return {f.key for f in self.files}
+
+    def content(self) -> tuple[object, ...]:
+        """What the manifest says, without when it was made: equal content means nothing changed."""
+        return (sorted(self.files, key=lambda f: f.path), sorted(self.links, key=lambda x: x.path),
+                sorted(self.dirs), sorted(self.meta.items()))
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": FORMAT, "name": self.name, "created": self.created, "meta": self.meta,
+            "fields": FIELDS, "files": [[getattr(f, k) for k in FIELDS] for f in sorted(self.files, key=_path)],
+            "links": [asdict(x) for x in sorted(self.links, key=_path)], "dirs": sorted(self.dirs),
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str = "manifest") -> Manifest:
+        try:
+            body = json.loads(data)
+            if body.get("format") != FORMAT:
+                raise CryocloudError(
+                    f"{where} has format {body.get('format')!r}; this cryocloud reads format {FORMAT}",
+                    "upgrade cryocloud on this machine",
+                )
+            fields = body["fields"]
+            files = [FileEntry(**dict(zip(fields, row, strict=True))) for row in body["files"]]
+            links = [LinkEntry(**x) for x in body["links"]]
+            return cls(body["name"], files, links, list(body.get("dirs", [])), float(body["created"]),
+                       dict(body.get("meta", {})))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CryocloudError(f"{where} is not a valid manifest ({e})", "push again to rewrite it") from None
+
+
+def _path(x: FileEntry | LinkEntry) -> str:
+    return x.path

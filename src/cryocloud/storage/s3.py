@@ -1,0 +1,314 @@
+"""S3 and S3-compatible stores. Data moves through obstore (Rust: many requests in flight from one thread,
+~4x a boto3 thread pool on small objects); bucket-level calls (check, lifecycle, storage classes) use boto3.
+
+Credentials come only from boto3's chain (env, profile, instance role), handed to obstore in memory by
+obstore's Boto3CredentialProvider; nothing is written anywhere. The endpoint is, first match wins: the
+`endpoint_url` argument, `[storage] endpoint_url` in the config, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+from cryocloud.errors import CryocloudError
+from cryocloud.storage.base import ObjectInfo, ObjectNotFound
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, S3Config
+
+PART_SIZE = 16 << 20  # multipart part size for large objects
+PART_CONCURRENCY = 8  # parts in flight per object
+
+TIER_CLASSES = {"glacier_ir": "GLACIER_IR", "glacier": "GLACIER", "deep_archive": "DEEP_ARCHIVE", "ia": "STANDARD_IA"}
+
+
+def _endpoint(explicit: str) -> str:
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3", "") or os.environ.get("AWS_ENDPOINT_URL", "")
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str = "", region: str = "") -> None:
+        import boto3
+        import botocore.config
+        from obstore.auth.boto3 import Boto3CredentialProvider
+        from obstore.store import S3Store as ObS3
+
+        if not bucket:
+            raise CryocloudError("storage URL has no bucket", "write it as s3://BUCKET or s3://BUCKET/PREFIX")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = _endpoint(endpoint_url)
+        session = boto3.session.Session()
+        self.region = region or session.region_name or "us-east-1"
+        if session.get_credentials() is None:
+            raise CryocloudError(
+                f"no AWS credentials found for {self.url}",
+                "configure them the usual AWS way (aws configure, AWS_PROFILE, or an instance role); "
+                "cryocloud never stores credentials itself",
+            )
+        self._client = session.client(
+            "s3", endpoint_url=self.endpoint_url or None, region_name=self.region,
+            config=botocore.config.Config(
+                connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"} if self.endpoint_url else None,
+            ),
+        )
+        config: dict[str, Any] = {"region": self.region}
+        client_options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s", "pool_max_idle_per_host": "128"}
+        if self.endpoint_url:
+            config["endpoint"] = config["aws_endpoint_url_s3"] = self.endpoint_url
+            config["virtual_hosted_style_request"] = False
+            client_options["allow_http"] = self.endpoint_url.startswith("http://")
+        self._store = ObS3(
+            bucket, prefix=self.prefix or None, config=cast("S3Config", config),
+            client_options=cast("ClientConfig", client_options),
+            retry_config={"max_retries": 6, "retry_timeout": timedelta(seconds=120),
+                          "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                      "max_backoff": timedelta(seconds=5), "base": 2}},
+            credential_provider=Boto3CredentialProvider(session),
+        )
+
+    @classmethod
+    def from_url(cls, url: str, *, endpoint_url: str = "", region: str = "") -> S3Store:
+        rest = url.removeprefix("s3://")
+        bucket, _, prefix = rest.partition("/")
+        return cls(bucket, prefix, endpoint_url=endpoint_url, region=region)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    # --- errors -------------------------------------------------------------------------------------
+    def _raise(self, e: BaseException, what: str, key: str = "") -> NoReturn:
+        import obstore.exceptions as oe
+
+        text = str(e)
+        if isinstance(e, oe.NotFoundError | FileNotFoundError) and "NoSuchBucket" not in text:
+            raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
+        if "NoSuchBucket" in text:
+            raise self._no_bucket() from None
+        if isinstance(e, oe.UnauthenticatedError | oe.PermissionDeniedError | PermissionError) or any(
+            code in text for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
+        ):
+            raise self._denied(text) from None
+        if any(s in text.lower() for s in ("connect", "connection", "dns", "timed out", "timeout")):
+            raise self._unreachable(text) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        raise CryocloudError(f"{what} {key or self.url} failed: {first}", "retry; transfers resume where they stopped")
+
+    def _no_bucket(self) -> CryocloudError:
+        return CryocloudError(
+            f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}",
+            f"create it (aws s3 mb s3://{self.bucket}) or fix storage.url",
+        )
+
+    def _denied(self, detail: str) -> CryocloudError:
+        return CryocloudError(
+            f"access to {self.url} was refused ({_short(detail)})",
+            "check the AWS credentials boto3 finds (aws sts get-caller-identity; AWS_PROFILE) and the bucket policy",
+        )
+
+    def _unreachable(self, detail: str) -> CryocloudError:
+        return CryocloudError(
+            f"cannot reach the S3 endpoint {self.endpoint_url or 'AWS'} ({_short(detail)})",
+            "check the network and storage.endpoint_url / AWS_ENDPOINT_URL_S3",
+        )
+
+    # --- the protocol -------------------------------------------------------------------------------
+    async def check(self) -> None:
+        import asyncio
+
+        import botocore.exceptions as be
+
+        def _head() -> None:
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except be.ClientError as e:
+                code = str(e.response.get("Error", {}).get("Code", ""))
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    raise self._no_bucket() from None
+                if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden"):
+                    raise self._denied(code) from None
+                raise CryocloudError(f"checking {self.url} failed: {code}", "retry in a moment") from None
+            except (be.EndpointConnectionError, be.ConnectTimeoutError, be.ReadTimeoutError) as e:
+                raise self._unreachable(str(e)) from None
+            except be.NoCredentialsError:
+                raise self._denied("no credentials") from None
+
+        await asyncio.to_thread(_head)
+
+    async def put(self, key: str, data: bytes | Iterable[bytes], size: int | None = None) -> None:
+        import obstore
+
+        try:
+            if isinstance(data, bytes | bytearray | memoryview) or (size is not None and size <= PART_SIZE):
+                body = data if isinstance(data, bytes | bytearray | memoryview) else b"".join(data)
+                await obstore.put_async(self._store, key, body, use_multipart=False)
+            else:
+                await obstore.put_async(
+                    self._store, key, _rechunk(data, PART_SIZE), use_multipart=True,
+                    chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY,
+                )
+        except CryocloudError:
+            raise
+        except Exception as e:  # obstore raises its own hierarchy and builtins (OSError, ValueError)
+            self._raise(e, "upload of", key)
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        import obstore
+
+        try:
+            if start is None and end is None:
+                result = await obstore.get_async(self._store, key)
+                return bytes(await result.bytes_async())
+            if end is None:
+                head = await self.head(key)
+                end = head.size if head else 0
+            return bytes(await obstore.get_range_async(self._store, key, start=start or 0, end=end))
+        except CryocloudError:
+            raise
+        except Exception as e:
+            self._raise(e, "download of", key)
+
+    async def get_stream(self, key: str) -> AsyncIterator[bytes]:
+        import obstore
+
+        try:
+            result = await obstore.get_async(self._store, key)
+            async for chunk in result.stream(min_chunk_size=4 << 20):
+                yield bytes(chunk)
+        except CryocloudError:
+            raise
+        except Exception as e:
+            self._raise(e, "download of", key)
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        import obstore
+        import obstore.exceptions as oe
+
+        try:
+            meta = await obstore.head_async(self._store, key)
+        except (oe.NotFoundError, FileNotFoundError) as e:
+            if "NoSuchBucket" in str(e):
+                raise self._no_bucket() from None
+            return None
+        except Exception as e:
+            self._raise(e, "lookup of", key)
+        return ObjectInfo(key, int(meta["size"]), meta["last_modified"].timestamp())
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        import obstore
+
+        try:
+            async for batch in obstore.list(self._store, prefix or None, chunk_size=1000):
+                for meta in batch:
+                    yield ObjectInfo(str(meta["path"]), int(meta["size"]), meta["last_modified"].timestamp())
+        except CryocloudError:
+            raise
+        except Exception as e:
+            self._raise(e, "listing of", prefix or self.url)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        import obstore
+
+        batch = list(keys)
+        try:
+            for i in range(0, len(batch), 1000):
+                await obstore.delete_async(self._store, batch[i : i + 1000])
+        except Exception as e:
+            self._raise(e, "delete in", self.url)
+
+    # --- bucket-level: storage classes and lifecycle (boto3) --------------------------------------------
+    def list_classes(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Like `list`, with each object's storage class (obstore does not report it)."""
+        import botocore.exceptions as be
+
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(
+                        obj["Key"][cut:], int(obj["Size"]), obj["LastModified"].timestamp(),
+                        str(obj.get("StorageClass", "STANDARD")),
+                    )
+        except be.ClientError as e:
+            self._raise(e, "listing of", prefix)
+
+    def get_lifecycle(self) -> dict[str, dict[str, int]]:
+        import botocore.exceptions as be
+
+        try:
+            rules = self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        except be.ClientError as e:
+            if "NoSuchLifecycleConfiguration" in str(e) or "NotImplemented" in str(e):
+                return {}
+            self._raise(e, "reading lifecycle of", self.bucket)
+        out: dict[str, dict[str, int]] = {}
+        back = {v: k for k, v in TIER_CLASSES.items()}
+        for rule in rules:
+            prefix = str(rule.get("Filter", {}).get("Prefix", rule.get("Prefix", "")))
+            entry = out.setdefault(prefix, {})
+            for t in rule.get("Transitions", []):
+                entry[back.get(str(t.get("StorageClass")), str(t.get("StorageClass")))] = int(t.get("Days", 0))
+            if "Expiration" in rule and "Days" in rule["Expiration"]:
+                entry["expire"] = int(rule["Expiration"]["Days"])
+        return out
+
+    def set_lifecycle(self, prefix: str, rules: dict[str, int]) -> None:
+        """Replace the lifecycle rule for `prefix` (relative to the store): {tier: days, 'expire': days}."""
+        import botocore.exceptions as be
+
+        full = self._key(prefix)
+        current = {self._key(p) if p else p: r for p, r in self.get_lifecycle().items()}
+        if rules:
+            current[full] = rules
+        else:
+            current.pop(full, None)
+        body = [_rule(p, r) for p, r in sorted(current.items())]
+        try:
+            if body:
+                self._client.put_bucket_lifecycle_configuration(
+                    Bucket=self.bucket, LifecycleConfiguration={"Rules": body}  # type: ignore[typeddict-item]
+                )
+            else:
+                self._client.delete_bucket_lifecycle(Bucket=self.bucket)
+        except be.ClientError as e:
+            if "NotImplemented" in str(e):
+                raise CryocloudError(
+                    f"the server at {self.endpoint_url or 'AWS'} does not implement lifecycle rules",
+                    "tiers need AWS S3 (or a server with lifecycle support)",
+                ) from None
+            self._raise(e, "setting lifecycle of", self.bucket)
+
+
+def _rule(prefix: str, rules: dict[str, int]) -> dict[str, Any]:
+    rule: dict[str, Any] = {"ID": f"cryocloud:{prefix or 'all'}", "Status": "Enabled", "Filter": {"Prefix": prefix}}
+    transitions = [
+        {"Days": days, "StorageClass": TIER_CLASSES[tier]} for tier, days in rules.items() if tier in TIER_CLASSES
+    ]
+    if transitions:
+        rule["Transitions"] = transitions
+    if "expire" in rules:
+        rule["Expiration"] = {"Days": rules["expire"]}
+    return rule
+
+
+def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Regroup a stream into `size`-byte pieces (obstore sends each item it gets as one part or less)."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+def _short(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:120]

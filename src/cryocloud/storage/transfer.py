@@ -1,0 +1,108 @@
+"""Shared pieces of push and pull: sizing to the machine, hashing, running a coroutine from sync code."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cryocloud.errors import CryocloudError
+
+T = TypeVar("T")
+READ_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How hard a transfer pushes. Defaults are sized to the machine; measured in benchmarks/storage/."""
+
+    pack_threshold: int = 2 << 20  # files smaller than this travel in packs
+    pack_size: int = 16 << 20  # target size of one pack
+    objects_in_flight: int = 0  # 0: from the CPU count
+    hash_threads: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.objects_in_flight or min(32, 8 * (os.cpu_count() or 2))
+
+    @property
+    def hashers(self) -> int:
+        return self.hash_threads or max(2, os.cpu_count() or 2)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` from sync code (the CLI, the agent); refuse inside a running loop rather than deadlock."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    raise RuntimeError("call the *_async variant from inside an event loop")
+
+
+async def bounded(limit: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run the jobs with at most `limit` in flight; the first failure cancels the rest and is raised."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(job: Callable[[], Awaitable[T]]) -> T:
+        async with sem:
+            return await job()
+
+    tasks = [asyncio.ensure_future(one(j)) for j in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
+    """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile)."""
+    before = os.stat(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_CHUNK):
+            h.update(chunk)
+    return h.hexdigest(), before, os.stat(path)
+
+
+def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino) == (b.st_size, b.st_mtime_ns, b.st_ino)
+
+
+class HashingReader:
+    """Yields a file's chunks while hashing them; `digest` is the SHA-256 of exactly what was yielded."""
+
+    def __init__(self, path: str, on_chunk: Callable[[int], None] | None = None) -> None:
+        self.path = path
+        self.hasher = hashlib.sha256()
+        self.sent = 0
+        self.on_chunk = on_chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                self.hasher.update(chunk)
+                self.sent += len(chunk)
+                if self.on_chunk:
+                    self.on_chunk(len(chunk))
+                yield chunk
+
+    @property
+    def digest(self) -> str:
+        return self.hasher.hexdigest()
+
+
+def os_error(e: OSError, what: str) -> CryocloudError:
+    import errno
+
+    if e.errno == errno.ENOSPC:
+        return CryocloudError(f"no space left on the device while {what}", "free space there, then run it again: "
+                              "finished files are kept and skipped")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return CryocloudError(f"permission denied while {what}: {e.filename}", "check the folder's permissions")
+    return CryocloudError(f"{e.strerror} while {what}: {e.filename}", "check the path")
