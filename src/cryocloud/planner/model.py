@@ -1,0 +1,237 @@
+"""Runtime model: job type + data size -> resource needs and predicted hours on a machine, staging included.
+
+hours = staging + overhead + k * work / (speed units * count)
+- work is the job type's product of sizes (data/job_types.csv), in units of 1e9;
+- speed units are vCPUs x per-vCPU speed (CPU device) or GPUs x per-GPU RELION speed (GPU device);
+- overhead and k come from data/runtime_model.csv, fitted from data/calibration.csv by scripts/fit_runtime_model.py;
+- staging is the machine pulling its share of the inputs at STAGING_EFFICIENCY of its network's peak (it is
+  billed meanwhile). The data reach the object store before the machine starts, so that upload is not billed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from functools import cache
+from typing import Protocol
+
+from cryocloud.errors import CryocloudError, close_matches
+from cryocloud.planner.catalog import read_data_csv
+
+WORK_SCALE = 1e9
+STAGING_EFFICIENCY = 0.5  # share of the NIC's peak a parallel S3 client reaches (assumption; see docs/planner.md)
+STAGING_FIXED_HOURS = 2 / 60  # boot, agent install, manifest check (assumption)
+SCRATCH_FACTOR = 1.2
+DEVICES = ("gpu", "cpu")
+
+# Sizes a user can give, with the largest value we believe (beyond it the input is a typo, not a dataset).
+LIMITS: dict[str, float] = {
+    "particles": 5e7, "box": 2048, "classes": 1000, "iterations": 2000, "healpix_order": 8,
+    "movies": 1e7, "micrographs": 1e7, "frames": 5000, "pixels": 1.2e9, "data_gb": 5e6,
+}
+
+
+@dataclass(frozen=True)
+class JobSize:
+    particles: float = 0
+    box: float = 0
+    classes: float = 0
+    iterations: float = 0
+    healpix_order: float = 0
+    movies: float = 0
+    micrographs: float = 0
+    frames: float = 0
+    pixels: float = 0  # per frame
+    data_gb: float = 0  # inputs to stage onto the machine
+
+    def validated(self) -> JobSize:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or math.isnan(value) or value < 0:
+                raise CryocloudError(f"{f.name} = {value!r} must be a number >= 0", f"fix --{f.name.replace('_', '-')}")
+            if value > LIMITS[f.name]:
+                raise CryocloudError(
+                    f"{f.name} = {value:g} is beyond anything a cryo-EM job has (limit {LIMITS[f.name]:g})",
+                    f"check --{f.name.replace('_', '-')} for a typo or a wrong unit",
+                )
+        return self
+
+    def get(self, name: str) -> float:
+        if name == "orientations":
+            return float(8.0 ** (self.healpix_order - 2))
+        if name == "micrographs":
+            return self.micrographs or self.movies
+        return float(getattr(self, name))
+
+    def with_defaults(self, defaults: dict[str, float]) -> JobSize:
+        missing = {k: v for k, v in defaults.items() if not getattr(self, k)}
+        return replace(self, **missing) if missing else self
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    aliases: tuple[str, ...]
+    devices: tuple[str, ...]
+    work_terms: tuple[tuple[str, float], ...]
+    defaults: dict[str, float]
+    splittable: bool
+    ram_base_gib: float
+    dims: int
+    bytes_per_voxel: float
+    frame_bytes: float
+    gpu_base_gib: float
+
+    def work(self, size: JobSize) -> float:
+        return float(math.prod(size.get(name) ** exp for name, exp in self.work_terms)) / WORK_SCALE
+
+
+@dataclass(frozen=True)
+class Needs:
+    device: str
+    ram_gib: float
+    gpu_gib: float
+    scratch_gb: float
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    job_type: str
+    device: str
+    overhead_hours: float
+    hours_per_work: float  # per speed unit
+    points: int
+    loo_error_pct: float
+
+
+class Hardware(Protocol):
+    """What the model needs of a machine (a catalog InstanceType, or the local workstation)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def memory_gib(self) -> float: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def gpu_memory_gib(self) -> float: ...
+    @property
+    def network_gbps(self) -> float: ...
+    @property
+    def cpu_units(self) -> float: ...
+    @property
+    def gpu_units(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Estimate:
+    device: str
+    count: int
+    staging_hours: float
+    compute_hours: float
+
+    @property
+    def hours(self) -> float:
+        return self.staging_hours + self.compute_hours
+
+
+def _parse_terms(text: str) -> tuple[tuple[str, float], ...]:
+    terms = []
+    for part in text.split("*"):
+        name, _, exp = part.strip().partition("^")
+        terms.append((name, float(exp or 1)))
+    return tuple(terms)
+
+
+@cache
+def job_kinds() -> dict[str, JobKind]:
+    out = {}
+    for r in read_data_csv("job_types.csv"):
+        out[r["job_type"]] = JobKind(
+            name=r["job_type"], aliases=tuple(a for a in r["aliases"].split("|") if a),
+            devices=tuple(r["devices"].split("|")), work_terms=_parse_terms(r["work"]),
+            defaults={k: float(v) for k, _, v in (d.partition("=") for d in r["defaults"].split(";") if d)},
+            splittable=r["splittable"] == "yes", ram_base_gib=float(r["ram_base_gib"]), dims=int(r["dims"]),
+            bytes_per_voxel=float(r["bytes_per_voxel"]), frame_bytes=float(r["frame_bytes"]),
+            gpu_base_gib=float(r["gpu_base_gib"]),
+        )
+    return out
+
+
+def job_kind(name: str) -> JobKind:
+    """A job type by name or alias ('Class2D', '2D classification', 'relion.class2d'), case-insensitive."""
+    kinds = job_kinds()
+    lookup = {n.lower(): k for k in kinds.values() for n in (k.name, *k.aliases)}
+    if name.lower() not in lookup:
+        raise CryocloudError(f"no runtime model for job type {name!r}", close_matches(name, set(kinds)))
+    return lookup[name.lower()]
+
+
+@cache
+def coefficients() -> dict[tuple[str, str], Coefficient]:
+    return {(r["job_type"], r["device"]): Coefficient(
+        r["job_type"], r["device"], float(r["overhead_hours"]), float(r["hours_per_work"]), int(r["points"]),
+        float(r["loo_error_pct"] or "nan")) for r in read_data_csv("runtime_model.csv")}
+
+
+def needs(kind: JobKind, size: JobSize, device: str) -> Needs:
+    volumes = size.get("classes") * (2 * size.get("box")) ** kind.dims * kind.bytes_per_voxel if kind.dims else 0.0
+    frames = size.get("frames") * size.get("pixels") * kind.frame_bytes
+    ram = kind.ram_base_gib + (volumes + frames) / 2**30
+    gpu = kind.gpu_base_gib + volumes / 2**30 if device == "gpu" else 0.0
+    return Needs(device, ram, gpu, size.data_gb * SCRATCH_FACTOR)
+
+
+def speed_units(machine: Hardware, device: str) -> float:
+    return machine.gpu_units if device == "gpu" else machine.cpu_units
+
+
+def staging_hours(data_gb: float, machine: Hardware, count: int = 1) -> float:
+    if data_gb <= 0:
+        return 0.0
+    gb_per_hour = machine.network_gbps * STAGING_EFFICIENCY / 8 * 3600
+    return STAGING_FIXED_HOURS + data_gb / count / gb_per_hour
+
+
+def device_for(kind: JobKind, machine: Hardware, asked_gpus: int = 0) -> str:
+    """The device the job uses on `machine`: GPU when both can and the model knows it there, else CPU."""
+    if asked_gpus and "gpu" not in kind.devices:
+        raise CryocloudError(f"{kind.name} does not use GPUs", "drop the GPU request or choose another job type")
+    for device in DEVICES:
+        if device in kind.devices and speed_units(machine, device) > 0 and (kind.name, device) in coefficients():
+            if asked_gpus and device == "cpu":
+                break
+            return device
+    if asked_gpus:
+        raise CryocloudError(
+            f"{machine.name} has no GPU, and this {kind.name} job asks for {asked_gpus}",
+            "choose a GPU type (g4dn, g5, g6, g6e, p3, p4d, p5) or drop --gpus",
+        )
+    raise CryocloudError(f"no calibration for {kind.name} on {machine.name}",
+                         "add a measured run to data/calibration.csv and rerun scripts/fit_runtime_model.py")
+
+
+def check_fits(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> Needs:
+    need = needs(kind, size, device)
+    if need.ram_gib > machine.memory_gib:
+        raise CryocloudError(f"{kind.name} needs ~{need.ram_gib:.0f} GiB RAM; {machine.name} has {machine.memory_gib:g}",
+                             "choose a type with more memory, or fewer classes / a smaller box")
+    if device == "gpu" and need.gpu_gib > machine.gpu_memory_gib:
+        raise CryocloudError(
+            f"{kind.name} needs ~{need.gpu_gib:.1f} GiB per GPU; {machine.name} has {machine.gpu_memory_gib:g}",
+            "choose a GPU with more memory (g6e L40S 48 GiB, p4de/p5 80 GiB) or a smaller box")
+    return need
+
+
+def predict(kind: JobKind, size: JobSize, machine: Hardware, *, count: int = 1, device: str | None = None,
+            asked_gpus: int = 0) -> Estimate:
+    """Hours on `count` machines of one type (staging + compute). Raises when it does not fit or is not modelled."""
+    size = size.validated().with_defaults(kind.defaults)
+    device = device or device_for(kind, machine, asked_gpus)
+    check_fits(kind, size, machine, device)
+    coef = coefficients()[(kind.name, device)]
+    count = count if kind.splittable else 1
+    compute = coef.overhead_hours + coef.hours_per_work * kind.work(size) / (speed_units(machine, device) * count)
+    return Estimate(device, count, staging_hours(size.data_gb, machine, count), compute)
