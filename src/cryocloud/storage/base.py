@@ -42,7 +42,8 @@ class ObjectStore(Protocol):
     - `put` writes atomically: a reader sees the old object, the new one or none, never a part.
     - `put` accepts bytes or an iterable of byte chunks (a file streamed in order, possibly large).
     - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`.
-    - `head` returns None for a missing key. `list` yields every key under a prefix, in any order.
+    - `head` returns None for a missing key. `list(prefix)` yields every key inside the folder `prefix`
+      ('a/b' and 'a/b/' both mean the folder a/b: never 'a/bc'), in any order.
     - `delete` of a missing key is not an error.
     - `check` raises a clear `CryocloudError` when the store is unreachable, the credentials are refused or
       the bucket does not exist; it is the first call of every transfer.

@@ -102,7 +102,8 @@ class LocalFolderStore:
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        folder = prefix.strip("/")
+        base = self.root / folder if folder else self.root
 
         def _walk() -> list[ObjectInfo]:
             out = []
@@ -111,13 +112,13 @@ class LocalFolderStore:
                     dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 rel = os.path.relpath(dirpath, self.root)
                 for name in filenames:
-                    key = name if rel == "." else f"{rel}/{name}"
-                    if key.startswith(prefix) and not (rel == "." and name.startswith(".")):
-                        try:
-                            st = os.stat(os.path.join(dirpath, name))
-                        except FileNotFoundError:
-                            continue
-                        out.append(ObjectInfo(key, st.st_size, st.st_mtime))
+                    if rel == "." and name.startswith("."):
+                        continue
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:
+                        continue
+                    out.append(ObjectInfo(name if rel == "." else f"{rel}/{name}", st.st_size, st.st_mtime))
             return out
 
         for info in await asyncio.to_thread(_walk):

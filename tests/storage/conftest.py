@@ -1,0 +1,103 @@
+"""Fixtures for the storage tests: a real S3 server (scripts/s3-server) for the session, a fresh bucket per
+test, and the `store` fixture that runs a test once on the local-folder store and once on S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryocloud.errors import CryocloudError
+from cryocloud.proc import run_command
+from cryocloud.storage.base import ObjectStore
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "s3-server"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def server_cmd(action: str, d: Path, *extra: str) -> dict[str, Any]:
+    out = run_command([sys.executable, SCRIPT, action, d, *extra], timeout=120).stdout
+    return json.loads(out) if out.lstrip().startswith("{") else {}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A SeaweedFS server on loopback for the whole session, stopped by the pid the script started."""
+    d = tmp_path_factory.mktemp("s3server")
+    try:
+        state = server_cmd("start", d)
+    except CryocloudError as e:
+        if IN_CI:
+            pytest.fail(f"cannot start the S3 server: {e}")
+        pytest.skip(f"cannot start the S3 server: {e}")
+    yield state
+    server_cmd("stop", d)
+
+
+def make_bucket(state: dict[str, Any]) -> str:
+    import boto3
+
+    name = "t-" + uuid.uuid4().hex[:12]
+    boto3.session.Session().client(
+        "s3", endpoint_url=state["endpoint_url"], region_name="us-east-1",
+        aws_access_key_id=state["access_key"], aws_secret_access_key=state["secret_key"],
+    ).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_env(s3_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The server's test credentials in the environment, where boto3's chain finds them."""
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server["access_key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server["secret_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return s3_server
+
+
+@pytest.fixture
+def s3_store(s3_env: dict[str, Any]) -> ObjectStore:
+    from cryocloud.storage.s3 import S3Store
+
+    return S3Store(make_bucket(s3_env), "lab1")
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        from cryocloud.storage.localfs import LocalFolderStore
+
+        return LocalFolderStore(tmp_path / "store")
+    return request.getfixturevalue("s3_store")  # type: ignore[no-any-return]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small RELION-shaped project: large 'movies', many small STAR/log files, a job alias, an empty dir."""
+    root = tmp_path / "proj"
+    for i in range(3):
+        write(root / "Movies" / f"m{i}.tiff", os.urandom(3_000_000 + i))
+    for i in range(40):
+        write(root / "MotionCorr" / "job002" / "Movies" / f"m{i}.star", f"data_\n_rlnX {i}\n".encode())
+    write(root / "default_pipeline.star", b"data_pipeline_general\n")
+    write(root / "MotionCorr" / "job002" / "dup.star", b"data_\n_rlnX 0\n")
+    (root / "MotionCorr" / "first").symlink_to("job002")
+    (root / "Empty").mkdir()
+    return root
