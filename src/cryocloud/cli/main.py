@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("cryocloud.cli.jobs_cmds:status", "Show jobs and their state (all active and recent, or one)."),
     "cancel": ("cryocloud.cli.jobs_cmds:cancel", "Stop a job (by id or RELION job folder); it ends as aborted."),
     "costs": ("cryocloud.cli.costs_cmds:costs", "What jobs cost: wall time, backend, machine, USD."),
+    "plan": ("cryocloud.cli.plan_cmds:plan", "Predict hours and USD of a job or workflow on every machine that fits."),
+    "spot-prices": ("cryocloud.cli.plan_cmds:spot_prices", "Spot prices per zone next to on-demand (snapshot or live)."),
     "relion": ("cryocloud.cli.relion_cmds:relion", "Connect RELION's 'Submit to queue' to cryocloud."),
     "demo-data": ("cryocloud.cli.relion_cmds:demo_data", "Make a small synthetic RELION project (no download)."),
     "agent": ("cryocloud.cli.jobs_cmds:agent", "Internal: the runner that executes a job on any backend."),

@@ -82,6 +82,14 @@ class JobKind:
     frame_bytes: float
     gpu_base_gib: float
 
+    def input_gb(self, size: JobSize) -> float:
+        """Input bytes when not given: float32 particle stacks, or movies at ~1 byte per pixel-frame (LZW TIFF)."""
+        names = {n for n, _ in self.work_terms}
+        if "particles" in names:
+            return size.get("particles") * size.get("box") ** 2 * 4 / 1e9
+        frames = size.get("frames") if "frames" in names else 1.0
+        return size.get("micrographs") * frames * size.get("pixels") * (1 if "frames" in names else 4) / 1e9
+
     def work(self, size: JobSize) -> float:
         return float(math.prod(size.get(name) ** exp for name, exp in self.work_terms)) / WORK_SCALE
 
@@ -189,7 +197,7 @@ def speed_units(machine: Hardware, device: str) -> float:
 
 
 def staging_hours(data_gb: float, machine: Hardware, count: int = 1) -> float:
-    if data_gb <= 0:
+    if data_gb <= 0 or machine.network_gbps <= 0:  # nothing to move, or the data are local
         return 0.0
     gb_per_hour = machine.network_gbps * STAGING_EFFICIENCY / 8 * 3600
     return STAGING_FIXED_HOURS + data_gb / count / gb_per_hour
@@ -229,6 +237,8 @@ def predict(kind: JobKind, size: JobSize, machine: Hardware, *, count: int = 1, 
             asked_gpus: int = 0) -> Estimate:
     """Hours on `count` machines of one type (staging + compute). Raises when it does not fit or is not modelled."""
     size = size.validated().with_defaults(kind.defaults)
+    if not size.data_gb:
+        size = replace(size, data_gb=kind.input_gb(size))
     device = device or device_for(kind, machine, asked_gpus)
     check_fits(kind, size, machine, device)
     coef = coefficients()[(kind.name, device)]

@@ -171,7 +171,9 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
 
 def _local_option(kind: model.JobKind, size: model.JobSize, settings: Settings, gpus: int) -> Option | None:
     machine = local_machine(settings)
-    est = _fit(kind, replace(size, data_gb=0), machine, 1, gpus if machine.gpus else 0)
+    est = _fit(kind, size, machine, 1, gpus if machine.gpus else 0)
+    if not isinstance(est, CryocloudError):
+        est = replace(est, staging_hours=0.0)  # the data are already here
     if isinstance(est, CryocloudError):
         return None
     desc = f"{machine.vcpus} CPUs" + (f", {machine.gpus} GPUs" if machine.gpus else "")
