@@ -13,7 +13,7 @@ from cryocloud.backends.base import Handle
 from cryocloud.config import Profile, Settings, load_settings
 from cryocloud.errors import CryocloudError, JobNotFound, SubmissionError
 from cryocloud.jobs.markers import FAMILIES
-from cryocloud.jobs.relion import job_dir_of, job_spec_from_script
+from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import JobRow, Ledger
 from cryocloud.monitor import dispatch, ensure_monitor, open_ledger, reconcile
@@ -54,10 +54,14 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
     job_dir = job_dir_of(script, cwd)
     if job_dir is None:
         return
+    try:
+        client = read_script(script).client
+    except SubmissionError:
+        client = "relion"
     hint = f"\n  hint: {e.hint}" if e.hint else ""
     with open(job_dir / "run.err", "a", encoding="utf-8") as f:
         f.write(stamp(f"submission refused: {e.message}{hint}"))
-    FAMILIES["relion"].write(job_dir, "failed")
+    FAMILIES[client].write(job_dir, "failed")
 
 
 def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:

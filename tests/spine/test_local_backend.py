@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def submit(project: Path, job_dir: str, commands: list[str], **kw: object) -> int:
-    script = make_job(project, job_dir, commands, **kw)
+    make_job(project, job_dir, commands, **kw)
     with in_dir(project):
         return submit_script(Path(job_dir) / "run_submit.script", project).job.id
 
@@ -163,3 +163,27 @@ def test_refusals_tell_relion_and_leave_no_job(tmp_path: Path, monkeypatch: pyte
     assert needle in (jd / "run.err").read_text()
     assert sorted(p.name for p in jd.iterdir()) == ["RELION_JOB_EXIT_FAILURE", "run.err", "run_submit.script"]
     assert _ledger_rows() == 0
+
+
+def test_pipeliner_jobs_get_the_pipeliner_marker_family(tmp_path: Path) -> None:
+    runner = tmp_path / "fake" / "job_runner.py"
+    runner.parent.mkdir()
+    runner.write_text("import sys; sys.exit(1)\n")
+    job = submit(tmp_path, "Class2D/job001/", [f"python3 {runner} Class2D/job001/job.star"])
+    assert ended(job) == "failed"
+    names = sorted(p.name for p in (tmp_path / "Class2D/job001").iterdir() if "_JOB_EXIT_" in p.name)
+    assert names == ["PIPELINER_JOB_EXIT_FAILED"]
+
+
+def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path) -> None:
+    from cryocloud.config import load_settings
+    from cryocloud.jobs.relion import job_spec_from_script
+    from cryocloud.service import choose_profile
+
+    home = Path(os.environ["CRYOCLOUD_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('[profiles.big]\nbackend = "local"\n')
+    settings = load_settings()
+    for queue, expected in (("big", "big"), ("local", "local"), ("default", "local"), ("cpu_short", "local")):
+        script = make_job(tmp_path, f"External/{queue}/", ["true"], queue=queue)
+        assert choose_profile(job_spec_from_script(script, tmp_path), settings).name == expected

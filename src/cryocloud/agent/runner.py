@@ -91,6 +91,8 @@ class Runner:
     def run_line(self, line: str, env: dict[str, str]) -> Outcome | None:
         """Run one command line; None if it succeeded, else how the job ends."""
         cmd = with_mpi(line, self.spec.resources.mpi, self.launcher)
+        if cmd != line:
+            self.log(f"running with {self.spec.resources.mpi} MPI ranks: {cmd[: len(cmd) - len(line)].strip()}")
         proc = start_process_group(["bash", "-c", cmd], cwd=self.project, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die

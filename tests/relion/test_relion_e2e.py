@@ -1,0 +1,92 @@
+"""Acceptance of the spine against real RELION 3.1: jobs submitted by relion_pipeliner through cryocloud."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import starfile
+
+from cryocloud.cli.main import main
+from relion_support import CLASS2D, add_job, relion_env, run_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_class2d_through_the_queue(demo_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = add_job(demo_project, "Class2D", CLASS2D + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes")
+    assert run_job(demo_project, job) == "succeeded"
+    jd = demo_project / job
+    assert (jd / "run_it003_data.star").exists() and (jd / "run_it003_classes.mrcs").exists()
+    assert (jd / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert "Expectation iteration 3" in (jd / "run.out").read_text() or "it003" in (jd / "run.out").read_text()
+    capsys.readouterr()
+    assert main(["costs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["job"], r["state"], r["backend"]) for r in rows] == [(job, "succeeded", "local")]
+    assert rows[0]["cost_usd"] > 0 and rows[0]["machine"].startswith("workstation")
+
+
+def test_motioncorr_relions_own_implementation(demo_project: Path) -> None:
+    job = add_job(demo_project, "MotionCorr", "input_star_mics == Movies/movies.star;do_own_motioncor == Yes;"
+                  "dose_per_frame == 0.5;nr_threads == 2;do_queue == Yes")
+    assert run_job(demo_project, job) == "succeeded"
+    mics = starfile.read(demo_project / job / "corrected_micrographs.star", always_dict=True)["micrographs"]
+    assert len(mics) == 3
+    assert all((demo_project / m).exists() for m in mics["rlnMicrographName"])
+
+
+def test_abort_from_relion(demo_project: Path) -> None:
+    job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 50")
+                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes")
+    jd = demo_project / job
+
+    def abort_after_first_iteration() -> None:
+        end = time.monotonic() + 300
+        while time.monotonic() < end and not (jd / "run_it001_data.star").exists():
+            time.sleep(0.2)
+        (jd / "RELION_JOB_ABORT_NOW").touch()  # what RELION's Abort button does
+
+    t = threading.Thread(target=abort_after_first_iteration)
+    t.start()
+    status = run_job(demo_project, job)
+    t.join()
+    assert status == "aborted"
+    assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert not (jd / "run_it050_data.star").exists()
+
+
+def _data_table(path: Path) -> pd.DataFrame:
+    return starfile.read(path, always_dict=True)["particles"].reset_index(drop=True)
+
+
+def test_same_seed_same_result_by_hand_and_through_cryocloud(demo_project: Path) -> None:
+    seed = ";other_args == --random_seed 7"
+    job = add_job(demo_project, "Class2D", CLASS2D + ";nr_mpi == 1;nr_threads == 1;do_queue == Yes" + seed)
+    assert run_job(demo_project, job) == "succeeded"
+    # the very command RELION wrote for the job, run by hand into another folder
+    script = (demo_project / job / "run_submit.script").read_text()
+    line = next(ln for ln in script.splitlines() if "relion_refine" in ln)
+    by_hand = demo_project / "ByHand"
+    by_hand.mkdir()
+    line = line.replace(f"--o {job}run", "--o ByHand/run").replace(f"--pipeline_control {job}", "")
+    subprocess.run(["bash", "-c", line], cwd=demo_project, check=True, capture_output=True,
+                   env=relion_env(demo_project))
+    ours, theirs = _data_table(demo_project / job / "run_it003_data.star"), _data_table(by_hand / "run_it003_data.star")
+    pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_refine3d_under_mpi(demo_project: Path) -> None:
+    job = add_job(demo_project, "Refine3D", "fn_img == Synthetic/particles.star;fn_ref == Synthetic/ref_lp40.mrc;"
+                  "ref_correct_greyscale == Yes;ini_high == 40;particle_diameter == 150;sampling == 15 degrees;"
+                  "offset_range == 5;offset_step == 2;auto_local_sampling == 7.5 degrees;nr_pool == 30;"
+                  "nr_mpi == 3;nr_threads == 1;do_queue == Yes")
+    assert run_job(demo_project, job, timeout=1500) == "succeeded"
+    jd = demo_project / job
+    assert (jd / "run_class001.mrc").exists() and (jd / "run_data.star").exists()
+    assert "mpirun" in (jd / "run.out").read_text() or (jd / "run_half1_class001_unfil.mrc").exists()

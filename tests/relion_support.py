@@ -1,0 +1,85 @@
+"""Drive real RELION 3.1 (relion_pipeliner) against cryocloud: a demo project and a pipeliner runner.
+
+Used by the RELION end-to-end tests of every backend. The pipeliner must see the same RELION_QSUB_*
+environment at --addJob and at --RunJobs (the extra queue fields exist only while those are set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import starfile
+
+STATUS = {0: "running", 1: "scheduled", 2: "succeeded", 3: "failed", 4: "aborted"}
+# Fast settings measured on 2 cores (notes/relion): 500 particles, K=2, 3 iterations, coarse sampling.
+CLASS2D = ("fn_img == Synthetic/particles.star;nr_classes == 2;nr_iter == 3;particle_diameter == 150;"
+           "psi_sampling == 12;offset_step == 2;offset_range == 5;nr_pool == 30")
+
+
+def relion_env(project: Path) -> dict[str, str]:
+    """The environment `eval "$(cryocloud relion setup)"` gives, plus the venv on PATH."""
+    from cryocloud.config import load_settings
+    from cryocloud.relion_setup import relion_environment, write_template
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.update(relion_environment(write_template(project), load_settings()))
+    return env
+
+
+def pipeliner(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    # relion_pipeliner is the test's subject here, run as a user would; tests may call subprocess
+    p = subprocess.run(["relion_pipeliner", *args], cwd=project, env=env or relion_env(project),
+                       capture_output=True, text=True, timeout=timeout, check=False)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p.stdout
+
+
+def add_job(project: Path, job_type: str, options: str, env: dict[str, str] | None = None) -> str:
+    """Add a job (Submit to queue = Yes unless options say otherwise); return its folder, e.g. Class2D/job002/."""
+    before = set(process_status(project))
+    pipeliner(project, "--addJob", job_type, "--addJobOptions", options, env=env)
+    new = [j for j in process_status(project) if j not in before]
+    assert len(new) == 1, new
+    return new[0]
+
+
+def run_job(project: Path, job_dir: str, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    """relion_pipeliner --RunJobs: blocks until an exit marker appears; returns RELION's status for the job."""
+    pipeliner(project, "--RunJobs", job_dir, "--sec_wait_after", "1", env=env, timeout=timeout)
+    return process_status(project)[job_dir]
+
+
+def process_status(project: Path) -> dict[str, str]:
+    pipeline = project / "default_pipeline.star"
+    blocks = starfile.read(pipeline, always_dict=True)
+    table = blocks.get("pipeline_processes")
+    if table is None or isinstance(table, dict):
+        return {}
+    return {str(n): STATUS[int(s)] for n, s in zip(table["rlnPipeLineProcessName"],
+                                                   table["rlnPipeLineProcessStatus"], strict=True)}
+
+
+@pytest.fixture(scope="session")
+def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import require_tool
+
+    require_tool("relion_refine")
+    from cryocloud.demo.dataset import make_project
+
+    base = tmp_path_factory.mktemp("demo") / "base"
+    make_project(base, n_particles=500, n_movies=3, noise=2.0, seed=1)
+    return base
+
+
+@pytest.fixture()
+def demo_project(demo_base: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the demo project for one test (name with a space: RELION users have those)."""
+    project = tmp_path / "demo project"
+    shutil.copytree(demo_base, project, symlinks=True)
+    return project
