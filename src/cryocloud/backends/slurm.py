@@ -1,0 +1,236 @@
+"""The Slurm backend: the facility cluster (or AWS ParallelCluster) runs the agent through sbatch.
+
+The nodes share the project folder with the lab (no staging): the agent there reads launch.json, runs the
+job and writes result.json and RELION's marker as it does locally. Slurm queues jobs itself, so `has_room`
+is always true. A fan-out job (spec.tasks > 1) is one job array; each task runs the agent on its own control
+folder (task<N>/), and this backend gathers the tasks' results into the job's result and marker once the
+array has ended, so the first task to finish cannot mark the job done.
+
+Status: one `squeue` per poll for all of the user's jobs (sites throttle RPCs), then for jobs squeue no
+longer shows, `scontrol show job`, `sacct` (slurmdbd) or the jobcomp file. A controller that does not answer
+raises CryocloudError (the monitor asks again later); only a job no source knows is "gone".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from cryocloud.agent import control
+from cryocloud.backends import slurm_text as st
+from cryocloud.backends.base import BackendStatus, Handle, Launch
+from cryocloud.config import Profile, Settings
+from cryocloud.errors import CommandError, CryocloudError, SubmissionError
+from cryocloud.jobs.markers import FAMILIES
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.proc import Completed, run_command
+
+TIMEOUT = 60.0  # seconds any Slurm command may take (a controller that is down takes ~10 s to say so)
+SQUEUE_TTL = 1.0  # one squeue answer serves every status() call within this many seconds
+BATCH_SCRIPT = "slurm_batch.py"
+
+
+class SlurmBackend:
+    name = "slurm"
+
+    def __init__(self, profile: Profile, settings: Settings) -> None:
+        self.profile = profile
+        self.opts = st.SlurmOptions.from_profile(profile.name, profile.options)
+        if shutil.which("sbatch") is None:
+            raise SubmissionError(
+                "sbatch is not on PATH, so the Slurm backend cannot submit jobs",
+                "run cryocloud on a Slurm login node (or `module load slurm`), or choose another profile",
+            )
+        self.machine = f"slurm {self.opts.partition or 'default partition'}"
+        self.usd_per_hour = self.opts.usd_per_hour
+        self._queue: tuple[float, list[st.QueueRow]] | None = None
+        self._nodes: list[st.Node] | None = None
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def _run(self, argv: list[str], check: bool = True) -> Completed:
+        return run_command(argv, timeout=TIMEOUT, check=check,
+                           hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")
+
+    def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
+        return True  # Slurm queues jobs itself
+
+    def _cluster_nodes(self) -> list[st.Node]:
+        if self._nodes is None:
+            done = self._run(["sinfo", "-h", "-N", "-o", st.SINFO_FORMAT], check=False)
+            if done.returncode != 0:
+                raise self._error(done, "sinfo")
+            self._nodes = st.parse_sinfo(done.stdout)
+        return self._nodes
+
+    def _error(self, done: Completed, what: str) -> CryocloudError:
+        known = st.sbatch_error(done.stderr, done.stdout)
+        if known:
+            return SubmissionError(*known)
+        return CommandError(done.argv, done.returncode, done.stdout, done.stderr,
+                            f"{what} failed; check the Slurm cluster (`scontrol ping`, `sinfo`)")
+
+    # -- the protocol ---------------------------------------------------------------------------------------
+    def submit(self, launch: Launch) -> Handle:
+        spec = launch.spec
+        cdir = launch.control_dir
+        st.check_fits(spec, st.partition_for(spec, self.opts), self._cluster_nodes())
+        script = cdir / BATCH_SCRIPT
+        script.write_text(st.batch_script_text(self.opts.python or sys.executable), encoding="utf-8")
+        script.chmod(0o755)
+        if spec.tasks > 1:
+            self._write_shards(cdir, spec.tasks)
+        env = {k: v for k, v in launch.env.items()}
+        argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
+                              exports=st.export_names(env, self.opts.export),
+                              job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"))
+        done = run_command(argv, cwd=spec.project_dir, env=env, timeout=TIMEOUT, check=False,
+                           hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")
+        if done.returncode != 0:
+            raise self._error(done, "sbatch")
+        job_id = st.parse_sbatch(done.stdout)
+        _log(spec, f"Slurm job {job_id}" + (f" (array of {spec.tasks} tasks)" if spec.tasks > 1 else "")
+             + f" submitted to {st.partition_for(spec, self.opts) or 'the default partition'}")
+        return Handle(self.name, {"job_id": job_id, "tasks": spec.tasks, "control_dir": str(cdir)})
+
+    def _write_shards(self, cdir: Path, tasks: int) -> None:
+        launch = control.read_json(cdir / control.LAUNCH) or {}
+        for i in range(tasks):
+            (cdir / f"task{i}").mkdir(exist_ok=True)
+            control.write_json(cdir / f"task{i}" / control.LAUNCH, {**launch, "shard": {"index": i, "count": tasks}})
+
+    def _squeue(self) -> list[st.QueueRow]:
+        now = time.monotonic()
+        if self._queue is None or now - self._queue[0] > SQUEUE_TTL:
+            done = self._run(["squeue", "--me", "-h", "-r", "-t", "all", "-o", st.SQUEUE_FORMAT])
+            self._queue = (now, st.parse_squeue(done.stdout))
+        return self._queue[1]
+
+    def _final_rows(self, job_id: str) -> list[st.FinalRow]:
+        """The job's rows once squeue has forgotten it: scontrol, then sacct, then the jobcomp file."""
+        done = self._run(["scontrol", "-o", "show", "job", job_id], check=False)
+        if done.returncode == 0:
+            return st.rows_from_records(st.parse_records(done.stdout), job_id)
+        if "Invalid job id" not in done.stderr:
+            raise self._error(done, "scontrol")
+        done = self._run(["sacct", "-n", "-P", "-X", "-o", st.SACCT_FIELDS, "-j", job_id], check=False)
+        if done.returncode == 0 and done.stdout.strip():
+            return st.parse_sacct(done.stdout, job_id)
+        path = self.opts.jobcomp or self._jobcomp_location()
+        if path:
+            with contextlib.suppress(OSError):
+                return st.rows_from_records(st.parse_records(Path(path).read_text(errors="replace")), job_id)
+        return []
+
+    def _jobcomp_location(self) -> str:
+        done = self._run(["scontrol", "show", "config"], check=False)
+        conf = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in done.stdout.splitlines())}
+        return conf.get("JobCompLoc", "") if conf.get("JobCompType") == "jobcomp/filetxt" else ""
+
+    def _slurm_summary(self, job_id: str) -> st.Summary | None:
+        rows = [r for r in self._squeue() if r.array_job_id == job_id or r.job_id == job_id]
+        if rows:
+            return st.summarize([(r.task, r.state, r.reason, None) for r in rows])
+        final = self._final_rows(job_id)
+        if final:
+            return st.summarize([(r.task, r.state, r.reason, r.exit_code) for r in final])
+        return None
+
+    def status(self, handle: Handle) -> BackendStatus:
+        job_id = str(handle.data["job_id"])
+        tasks = int(handle.data.get("tasks", 1))
+        cdir = Path(str(handle.data.get("control_dir", ".")))
+        spec = _spec(cdir)
+        if tasks > 1 and spec is not None:
+            gathered = _gather(cdir, spec, tasks, None)
+            if gathered is not None:
+                return gathered
+        summary = self._slurm_summary(job_id)
+        if summary is None:
+            return BackendStatus("gone", f"Slurm job {job_id} disappeared from the controller without a final "
+                                         "state (purged, or the controller lost it)")
+        if summary.state == "queued":
+            if spec is not None and _abort_requested(spec):
+                self._run(["scancel", job_id], check=False)
+                return BackendStatus("aborted", f"aborted on request before it started (Slurm job {job_id})")
+            if summary.never_starts:
+                self._run(["scancel", job_id], check=False)
+                return BackendStatus("failed", f"Slurm can never start job {job_id}: {summary.never_starts}")
+            return BackendStatus("queued", summary.message)
+        if summary.state == "running":
+            return BackendStatus("running", summary.message)
+        if tasks > 1 and spec is not None:
+            gathered = _gather(cdir, spec, tasks, summary)
+            if gathered is not None:
+                return gathered
+        return BackendStatus(summary.state, f"{summary.message} (Slurm job {job_id})".lstrip(),
+                             summary.exit_code)
+
+    def cancel(self, handle: Handle) -> None:
+        self._run(["scancel", str(handle.data["job_id"])], check=False)
+
+    def cleanup(self, handle: Handle) -> None:
+        """The job ended without the agent's result: make sure nothing of it is left in Slurm."""
+        self._run(["scancel", str(handle.data["job_id"])], check=False)
+
+    def logs(self, handle: Handle) -> tuple[Path, Path]:
+        spec = _spec(Path(str(handle.data.get("control_dir", "."))))
+        if spec is None:
+            return Path("run.out"), Path("run.err")
+        base = Path(spec.project_dir) / spec.job_dir
+        return base / "run.out", base / "run.err"
+
+
+def _spec(cdir: Path) -> JobSpec | None:
+    launch = control.read_json(cdir / control.LAUNCH)
+    return JobSpec.from_dict(launch["spec"]) if launch and "spec" in launch else None
+
+
+def _abort_requested(spec: JobSpec) -> bool:
+    return (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists()
+
+
+def _log(spec: JobSpec, msg: str) -> None:
+    from cryocloud.agent.runner import stamp
+
+    with contextlib.suppress(OSError), open(Path(spec.project_dir) / spec.job_dir / "run.out", "a",
+                                            encoding="utf-8") as f:
+        f.write(stamp(msg))
+
+
+def _gather(cdir: Path, spec: JobSpec, tasks: int, summary: st.Summary | None) -> BackendStatus | None:
+    """Fold the shards' results into the job's result.json and marker (the lab side writes it, once).
+
+    Without `summary` (Slurm not asked), only when every shard has reported; with it (the array has ended),
+    shards without a result count as failed with Slurm's reason.
+    """
+    results = [control.read_json(cdir / f"task{i}" / control.RESULT) for i in range(tasks)]
+    if summary is None and any(r is None for r in results):
+        return None
+    cancelled = (cdir / control.CANCEL).exists()
+    states = [str(r["state"]) if r else "failed" for r in results]
+    bad = [(i, s) for i, s in enumerate(states) if s != "succeeded"]
+    state = "aborted" if cancelled or "aborted" in states else "failed" if bad else "succeeded"
+    messages = []
+    for i, s in bad:
+        r = results[i]
+        why = str(r.get("message") or s) if r else (summary.message if summary and summary.message else
+                                                     "ended without reporting (killed or crashed)")
+        messages.append(f"task {i}: {why}")
+    started = [float(r["started_at"]) for r in results if r and isinstance(r.get("started_at"), int | float)]
+    ended = [float(r["ended_at"]) for r in results if r and isinstance(r.get("ended_at"), int | float)]
+    result = {
+        "state": state, "exit_code": next((r.get("exit_code") for r in results if r and r.get("exit_code")), 0)
+        if bad else 0,
+        "message": "cancelled" if cancelled and state == "aborted" and not messages else "; ".join(messages)[:500],
+        "started_at": min(started) if started else time.time(), "ended_at": max(ended) if ended else time.time(),
+        "tasks": states,
+    }
+    control.write_json(cdir / control.RESULT, result)
+    _log(spec, f"{tasks} array tasks ended: {states.count('succeeded')} succeeded; job {state}")
+    FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, state)
+    return BackendStatus(state, str(result["message"]), result["exit_code"] if isinstance(result["exit_code"], int)
+                         else None)
+
