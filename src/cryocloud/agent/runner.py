@@ -57,6 +57,9 @@ class Runner:
             raise SystemExit(f"cryocloud agent: no readable {control.LAUNCH} in {control_dir}")
         self.spec = JobSpec.from_dict(launch["spec"])
         self.launcher: list[str] = launch["mpi_launcher"]
+        # A fan-out shard (e.g. one Slurm array task): {"index": i, "count": n}. Its result goes to its own
+        # control folder; the lab side gathers the shards and writes the job's marker once.
+        self.shard: dict[str, int] | None = launch.get("shard")
         self.project = Path(self.spec.project_dir)
         self.job_dir = self.project / self.spec.job_dir
         self.family: MarkerFamily = FAMILIES[self.spec.client]
@@ -127,6 +130,9 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         env = job_environment(os.environ)
+        if self.shard is not None:
+            env["CRYOCLOUD_TASK_INDEX"] = str(self.shard["index"])
+            env["CRYOCLOUD_TASK_COUNT"] = str(self.shard["count"])
         self.log(f"job {self.spec.name} started on {socket.gethostname()} (pid {os.getpid()})")
         outcome = Outcome("succeeded", 0, "")
         for line in self.spec.commands:
@@ -135,7 +141,7 @@ class Runner:
                 outcome = ended
                 break
         # A program's own marker is the job's verdict as RELION sees it; keep the two views equal.
-        own = self.family.existing(self.job_dir)
+        own = self.family.existing(self.job_dir) if self.shard is None else None
         if own is not None and own != outcome.state:
             outcome = Outcome(own, outcome.exit_code, outcome.message or f"the program reported {own}")
         ended_at = self.clock()
@@ -145,7 +151,8 @@ class Runner:
         })
         self.log(f"job {outcome.state} after {ended_at - started:.1f} s"
                  + (f": {outcome.message}" if outcome.message and outcome.state != "succeeded" else ""))
-        self.family.write(self.job_dir, outcome.state)
+        if self.shard is None:
+            self.family.write(self.job_dir, outcome.state)
         return outcome
 
 

@@ -24,6 +24,12 @@ class BackendInfo:
 
 BACKENDS: dict[str, BackendInfo] = {
     "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend", ()),
+    "slurm": BackendInfo(
+        "slurm", "cryocloud.backends.slurm:SlurmBackend",
+        ("partition", "gpu_partition", "account", "qos", "max_time", "mpi_launcher", "sbatch_args", "export",
+         "gpu_flag", "python", "staging", "usd_per_hour", "jobcomp"),
+        "run cryocloud where Slurm's client commands (sbatch, squeue) are installed",
+    ),
 }
 
 
