@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require_tool(name: str) -> None:
-    """A missing tool fails under CI=true (never a silent skip there) and skips on a developer machine."""
-    if shutil.which(name):
-        return
-    msg = f"{name} is not installed (scripts/install-deps.sh installs it)"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
+from testtools import IN_CI, require_tool  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture(autouse=True)

@@ -67,7 +67,7 @@ def process_status(project: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import require_tool
+    from testtools import require_tool
 
     require_tool("relion_refine")
     from cryocloud.demo.dataset import make_project
