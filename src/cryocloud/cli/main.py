@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("cryocloud.cli.relion_cmds:demo_data", "Make a small synthetic RELION project (no download)."),
     "agent": ("cryocloud.cli.jobs_cmds:agent", "Internal: the runner that executes a job on any backend."),
     "monitor": ("cryocloud.cli.jobs_cmds:monitor", "Internal: reconcile running jobs with the ledger."),
+    "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, ls, du, rm, tier."),
+    "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls."),
+    "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
 }
 HIDDEN = {"agent", "monitor"}
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import IntegrityError, ObjectStore
+from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
 from cryocloud.storage.progress import NullProgress, Progress
@@ -36,7 +36,11 @@ class PullResult:
 
 async def load_manifest(store: ObjectStore, name: str) -> Manifest:
     key = manifest_key(name)
-    return Manifest.from_json(await store.get(key), f"{store.url}/{key}")
+    try:
+        data = await store.get(key)
+    except ObjectNotFound:
+        raise ObjectNotFound(f"no manifest {name!r} in {store.url}", "list them with: cryocloud storage ls") from None
+    return Manifest.from_json(data, f"{store.url}/{key}")
 
 
 def _corrupt(entry: FileEntry, got: str) -> IntegrityError:

@@ -276,6 +276,11 @@ async def push_async(
             entries[f.rel] = FileEntry(f.rel, f.size, final, f.mtime_ns, f.mode)
         manifest = Manifest(name, [entries[f.rel] for f in found.files], found.links, found.dirs,
                             meta=dict(meta or {}))
+        reused = manifest.objects() - {blob_key(s) for s in sent_as.values()} - {
+            pack_key(e.pack) for e in by_sha.values()}
+        if reused - await p.existing(reused):  # a cleanup removed something we counted on meanwhile
+            raise CryocloudError(f"objects in {store.url} vanished during the push (a cleanup ran?)",
+                                 "push again: it uploads what is missing")
         written = await _write_manifest(store, key, manifest)
     finally:
         cache.close()
