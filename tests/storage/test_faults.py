@@ -1,0 +1,213 @@
+"""Bad input and faults: each gives a clear error or a clean resume, never a manifest naming a missing or
+wrong object."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryocloud.errors import CryocloudError
+from cryocloud.storage import pull as pull_mod
+from cryocloud.storage import transfer
+from cryocloud.storage.base import IntegrityError, ObjectStore
+from cryocloud.storage.manifest import blob_key, manifest_key
+from cryocloud.storage.pull import load_manifest, pull
+from cryocloud.storage.push import push
+
+from .conftest import make_bucket, server_cmd, write
+
+pytestmark = pytest.mark.integration
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_endpoint(s3_env: dict[str, Any], project: Path) -> None:
+    from cryocloud.storage.s3 import S3Store
+
+    store = S3Store("anything", endpoint_url=f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(CryocloudError, match="cannot reach the S3 endpoint") as e:
+        push(store, project, name="p")
+    assert "endpoint_url" in e.value.hint
+
+
+def test_wrong_credentials(s3_env: dict[str, Any], project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryocloud.storage.s3 import S3Store
+
+    bucket = make_bucket(s3_env)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(CryocloudError, match="refused") as e:
+        push(S3Store(bucket), project, name="p")
+    assert "credentials" in e.value.hint
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(CryocloudError, match="no AWS credentials"):
+        S3Store(bucket)
+
+
+def test_missing_bucket(s3_env: dict[str, Any], project: Path, tmp_path: Path) -> None:
+    from cryocloud.storage.s3 import S3Store
+
+    store = S3Store("no-such-bucket-here")
+    with pytest.raises(CryocloudError, match="does not exist") as e:
+        push(store, project, name="p")
+    assert "mb s3://no-such-bucket-here" in e.value.hint
+    with pytest.raises(CryocloudError, match="does not exist"):
+        pull(store, "p", tmp_path / "out")
+
+
+def test_missing_manifest(store: ObjectStore, tmp_path: Path) -> None:
+    with pytest.raises(CryocloudError, match="no manifest 'nope'"):
+        pull(store, "nope", tmp_path / "out")
+
+
+def test_file_changing_during_upload_is_stored_as_sent(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "d"
+    movie = write(root / "movie.tiff", os.urandom(20_000_000))  # read in 3 chunks: the change tears it
+    real_iter = transfer.HashingReader.__iter__
+    changed: list[bool] = []
+
+    def iter_and_change(self: transfer.HashingReader) -> Any:
+        for i, chunk in enumerate(real_iter(self)):
+            if i == 0 and not changed:  # another program rewrites the movie while we send it
+                changed.append(True)
+                movie.write_bytes(os.urandom(20_000_000))
+            yield chunk
+
+    monkeypatch.setattr(transfer.HashingReader, "__iter__", iter_and_change)
+    r = push(store, root, name="d")
+    assert changed
+    final = movie.read_bytes()
+    assert r.manifest.files[0].sha256 == __import__("hashlib").sha256(final).hexdigest()
+    pull(store, "d", tmp_path / "out")
+    assert (tmp_path / "out" / "movie.tiff").read_bytes() == final
+
+
+def test_file_that_never_settles_is_refused(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "d"
+    movie = write(root / "movie.tiff", os.urandom(20_000_000))
+    real_iter = transfer.HashingReader.__iter__
+
+    def always_changing(self: transfer.HashingReader) -> Any:
+        for chunk in real_iter(self):
+            movie.write_bytes(os.urandom(20_000_000))
+            yield chunk
+
+    monkeypatch.setattr(transfer.HashingReader, "__iter__", always_changing)
+    with pytest.raises(CryocloudError, match="kept changing"):
+        push(store, root, name="d")
+    assert asyncio.run(store.head(manifest_key("d"))) is None
+    assert _aiter(store, "cas/b/") == []  # nothing stored under a wrong name
+
+
+async def _alist(store: ObjectStore, prefix: str) -> list[str]:
+    return [o.key async for o in store.list(prefix)]
+
+
+def _aiter(store: ObjectStore, prefix: str) -> list[str]:
+    return asyncio.run(_alist(store, prefix))  # type: ignore[return-value]
+
+
+def test_corrupted_object_is_refused_and_nothing_wrong_lands(store: ObjectStore, project: Path,
+                                                             tmp_path: Path) -> None:
+    r = push(store, project, name="p")
+    movie = next(f for f in r.manifest.files if f.path == "Movies/m1.tiff")
+    star = next(f for f in r.manifest.files if f.path.endswith("m7.star"))
+    asyncio.run(store.put(blob_key(movie.sha256), os.urandom(movie.size)))  # bit rot, same size
+    with pytest.raises(IntegrityError, match=r"Movies/m1\.tiff") as e:
+        pull(store, "p", tmp_path / "out")
+    assert "push it again" in e.value.hint
+    assert not (tmp_path / "out" / "Movies" / "m1.tiff").exists()
+    assert not list((tmp_path / "out").rglob("*.cryocloud-part"))
+    # a corrupt pack: flip bytes inside it
+    pack = asyncio.run(store.get(star.key))
+    broken = bytearray(pack)
+    broken[star.offset] ^= 0xFF
+    asyncio.run(store.put(star.key, bytes(broken)))
+    with pytest.raises(IntegrityError):
+        pull(store, "p", tmp_path / "out2", only=["MotionCorr"])
+    # re-pushing from the good copy repairs the store (the blob is rewritten), and pull then succeeds
+    asyncio.run(store.delete([blob_key(movie.sha256), star.key]))
+    push(store, project, name="p")
+    pull(store, "p", tmp_path / "out3")
+    assert (tmp_path / "out3" / "Movies" / "m1.tiff").read_bytes() == (project / "Movies" / "m1.tiff").read_bytes()
+
+
+def test_no_space_left_locally(store: ObjectStore, project: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    push(store, project, name="p")
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(pull_mod.shutil, "disk_usage", lambda p: Usage())
+    with pytest.raises(CryocloudError, match="not enough space") as e:
+        pull(store, "p", tmp_path / "out")
+    assert "free space" in e.value.hint
+
+
+def test_server_killed_mid_transfer_then_restarted(s3_env: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own server: killed (SIGKILL) while a push runs, restarted on the same data; the push resumes."""
+    from cryocloud.storage.s3 import S3Store
+
+    d = tmp_path_factory.mktemp("killable")
+    state = server_cmd("start", d)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", state["endpoint_url"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", state["access_key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", state["secret_key"])
+        bucket = make_bucket(state)
+        root = tmp_path / "movies"
+        for i in range(24):
+            write(root / f"m{i:02d}.tiff", os.urandom(4_000_000))
+        store = S3Store(bucket)
+        outcome: list[BaseException | None] = []
+
+        def run_push() -> None:
+            try:
+                push(store, root, name="movies", tuning=transfer.Tuning(objects_in_flight=8))
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        t = threading.Thread(target=run_push)
+        t.start()
+        while t.is_alive() and not _some_blobs(store):
+            t.join(0.02)
+        server_cmd("kill", d)
+        t.join(300)
+        assert outcome and isinstance(outcome[0], CryocloudError), outcome  # a clear error, not a hang
+        server_cmd("restart", d)
+        store = S3Store(bucket)
+        assert asyncio.run(store.head(manifest_key("movies"))) is None  # no manifest for a partial push
+        again = push(store, root, name="movies")
+        assert again.manifest_written and again.uploaded_objects <= 24
+        m = asyncio.run(load_manifest(store, "movies"))
+        assert len(m.files) == 24
+        pull(store, "movies", tmp_path / "back")
+        for i in range(24):
+            name = f"m{i:02d}.tiff"
+            assert (tmp_path / "back" / name).read_bytes() == (root / name).read_bytes()
+    finally:
+        server_cmd("stop", d)
+
+
+def _some_blobs(store: ObjectStore) -> bool:
+    try:
+        return len(_aiter(store, "cas/b/")) >= 2
+    except CryocloudError:
+        return False
