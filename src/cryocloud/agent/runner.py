@@ -76,6 +76,11 @@ class Runner:
     def _on_term(self, signum: int, frame: object) -> None:
         self.terminated = True
 
+    def _cancel_requested(self) -> bool:
+        """A user's cancel: the `cancel` file in the job's control folder (a shard's parent for fan-out)."""
+        dirs = [self.control_dir] + ([self.control_dir.parent] if self.shard is not None else [])
+        return any((d / control.CANCEL).exists() for d in dirs)
+
     def _abort_requested(self) -> bool:
         return (self.job_dir / self.family.abort_request).exists()
 
@@ -110,12 +115,16 @@ class Runner:
                 self._stop(proc, ABORT_GRACE.get(self.spec.client, 0.0))
                 return Outcome("aborted", proc.returncode, "aborted on request")
             if self.terminated:
-                cancelled = (self.control_dir / control.CANCEL).exists()
+                cancelled = self._cancel_requested()
                 self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
                 self._stop(proc, 0.0)
                 if cancelled:
                     return Outcome("aborted", proc.returncode, "cancelled")
                 return Outcome("failed", proc.returncode, "the agent was terminated")
+        if rc != 0 and self._cancel_requested():
+            # a scheduler's cancel (scancel) signals the whole job at once: the command may die before we see it
+            self.log("cancelled by the user; the job was stopped")
+            return Outcome("aborted", rc, "cancelled")
         if rc != 0:
             return Outcome("failed", rc, f"command exited with {rc}: {line[:200]}")
         return None
