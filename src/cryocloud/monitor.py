@@ -39,9 +39,10 @@ def _backend(settings: Settings, job: JobRow, cache: dict[str, Backend]) -> Back
     return cache[job.profile]
 
 
-def append_err(spec: JobSpec, text: str) -> None:
+def append_log(spec: JobSpec, name: str, text: str) -> None:
+    """Add a line to the job's run.out or run.err (what RELION users read)."""
     try:
-        with open(Path(spec.project_dir) / spec.job_dir / "run.err", "a", encoding="utf-8") as f:
+        with open(Path(spec.project_dir) / spec.job_dir / name, "a", encoding="utf-8") as f:
             f.write(text)
     except OSError:
         pass
@@ -70,7 +71,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = ti
                 handle = backend.submit(launch)
             except CryocloudError as e:
                 _finish(ledger, job, None, {"state": "failed", "message": e.message, "ended_at": clock()})
-                append_err(spec, stamp(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")))
+                append_log(spec, "run.err", stamp(f"error: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")))
                 FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "failed")
                 continue
             now = clock()
@@ -92,8 +93,11 @@ def _finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[st
     agent_start = result.get("started_at")
     if isinstance(agent_start, int | float):
         started = float(agent_start)
-    cols: dict[str, object] = {"state": state, "ended_at": ended, "started_at": started,
-                               "message": str(result.get("message") or "")}
+    message = str(result.get("message") or "")
+    reason = Path(job.control_dir) / control.CANCEL
+    if state == "aborted" and reason.exists() and reason.stat().st_size:
+        message = reason.read_text().strip()  # why cryocloud stopped it (e.g. over budget)
+    cols: dict[str, object] = {"state": state, "ended_at": ended, "started_at": started, "message": message}
     if result.get("exit_code") is not None:
         cols["exit_code"] = result["exit_code"]
     ledger.update_job(job.id, **cols)
@@ -120,6 +124,7 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
             if status.state in ("queued", "running"):
                 if status.state == "running" and job.state != "running":
                     ledger.update_job(job.id, state="running")
+                watch_budget(settings, ledger, job, _backend(settings, job, cache), attempt.handle_data)
                 continue
             result = control.read_json(cdir / control.RESULT)  # it may have landed meanwhile
             if result is None:
@@ -129,13 +134,37 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
                 state = "aborted" if cancelled or status.state == "aborted" else "failed"
                 msg = status.message or "the job's agent ended without reporting (killed or crashed)"
                 result = {"state": state, "message": msg, "ended_at": time.time(), "exit_code": status.exit_code}
-                append_err(spec, stamp(f"job {state}: {msg}"))
+                append_log(spec, "run.err", stamp(f"job {state}: {msg}"))
                 FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, state)
         if result is not None:
             with ledger.transaction():
                 current = ledger.job(job.id)
                 if current is not None and current.active:
                     _finish(ledger, current, attempt.id if attempt else None, result)
+
+
+def watch_budget(settings: Settings, ledger: Ledger, job: JobRow, backend: Backend,
+                 handle: dict[str, object]) -> None:
+    """Warn once at 80% of a budget; stop a running job once its project's or user's budget is spent."""
+    if not settings.budgets:
+        return
+    from cryocloud.planner.budget import budget_warning, over_budget
+
+    spec = JobSpec.from_json(job.spec)
+    cdir = Path(job.control_dir)
+    breach = over_budget(settings, ledger, job.id)
+    if breach is not None and not (cdir / control.CANCEL).exists():
+        reason = breach.message
+        (cdir / control.CANCEL).write_text(reason)
+        append_log(spec, "run.out", stamp(reason))
+        ledger.event(job.id, reason)
+        backend.cancel(Handle(backend.name, handle))
+        return
+    warned = cdir / "budget_warned"
+    line = budget_warning(settings, ledger, job.user, job.project)
+    if line and not warned.exists():
+        warned.touch()
+        append_log(spec, "run.out", stamp(line))
 
 
 def has_active(ledger: Ledger) -> bool:

@@ -77,13 +77,14 @@ def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:
                     f"{spec.job_dir} already has an active job (cryocloud job {busy[0].id}, {busy[0].state})",
                     f"wait for it, or stop it with `cryocloud cancel {busy[0].id}`",
                 )
+            predicted = check_cost(spec, profile, settings, ledger)
             job_dir = Path(spec.project_dir) / spec.job_dir
             FAMILIES[spec.client].clear(job_dir)  # stale markers of an earlier run of this folder
             job_id = ledger.add_job(
                 name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
                 job_dir=spec.job_dir, profile=profile.name, backend=profile.backend, user=settings.user,
                 project=Path(spec.project_dir).name, state="queued", submitted_at=time.time(),
-                spec=spec.to_json(),
+                spec=spec.to_json(), predicted_usd=predicted,
             )
             cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
             cdir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,49 @@ def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:
         return Submitted(row, profile)
     finally:
         ledger.close()
+
+
+def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledger) -> float | None:
+    """Predict the job's cost where it will run and refuse it over a budget or its own 'Max cost' field.
+
+    Local jobs are planned only when a limit applies (planning must never block a job the model cannot size).
+    """
+    from cryocloud.planner.budget import budget_states, check_budget
+
+    project, max_usd = Path(spec.project_dir).name, spec.extras.get("max_usd", "")
+    limited = bool(max_usd) or bool(budget_states(settings, ledger, settings.user, project))
+    if profile.backend == "local" and not limited:
+        return None
+    predicted = _predict(spec, profile, settings)
+    if max_usd:
+        try:
+            cap = float(max_usd)
+        except ValueError:
+            raise SubmissionError(f"Max cost {max_usd!r} is not a number of USD",
+                                  "leave RELION's 'Max cost' field empty or give e.g. 25") from None
+        if predicted is not None and predicted > cap:
+            raise SubmissionError(f"this job is predicted at {predicted:.2f} USD, over its Max cost of {cap:.2f} USD",
+                                  "raise 'Max cost' in RELION's Running tab, or see `cryocloud plan` for cheaper options")
+    check_budget(settings, ledger, settings.user, project, predicted)
+    return predicted
+
+
+def _predict(spec: JobSpec, profile: Profile, settings: Settings) -> float | None:
+    from cryocloud.planner.model import job_kind
+    from cryocloud.planner.plan import plan_for_spec
+
+    try:
+        job_kind(spec.job_type)
+    except CryocloudError:
+        return None  # a job type without a runtime model (External, a command)
+    try:
+        plan = plan_for_spec(spec, settings, instance=spec.extras.get("machine") or None)
+    except CryocloudError:
+        if profile.backend == "local":
+            return None
+        raise
+    option = plan.local if profile.backend == "local" else plan.best
+    return option.usd if option else None
 
 
 def _launcher(profile: Profile, settings: Settings) -> list[str]:
