@@ -33,6 +33,7 @@ class LocalSection:
     gpus: int = 0
     mpi_launcher: list[str] = field(default_factory=lambda: ["mpirun", "--oversubscribe", "-n", "{ranks}"])
     poll_seconds: float = 0.5
+    monitor_linger: float = 300.0  # s the monitor stays after the last job, to take submissions warm
 
 
 @dataclass(frozen=True)

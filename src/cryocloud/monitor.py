@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from cryocloud.errors import CryocloudError
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import JobRow, Ledger
-from cryocloud.proc import spawn_detached
+from cryocloud.proc import pid_alive, spawn_detached
 
 STARTED = ("starting", "running")
+REQUEST_POLL = 0.02  # s between looks for handed-off submissions
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -67,7 +69,8 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = ti
                     blocked.add(job.profile)
                     continue
                 cdir = Path(job.control_dir)
-                launch = Launch(job.id, spec, cdir, job_environment(os.environ))
+                env = control.read_json(cdir / control.ENV) or job_environment(os.environ)
+                launch = Launch(job.id, spec, cdir, {str(k): str(v) for k, v in env.items()})
                 handle = backend.submit(launch)
             except CryocloudError as e:
                 _finish(ledger, job, None, {"state": "failed", "message": e.message, "ended_at": clock()})
@@ -182,6 +185,15 @@ def _lock(settings: Settings) -> int | None:
     return fd
 
 
+def monitor_pid(settings: Settings) -> int | None:
+    """The running monitor's pid (written into its lock file), or None."""
+    try:
+        text = (settings.run_dir / "monitor.lock").read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and pid_alive(int(text)) else None
+
+
 def ensure_monitor(settings: Settings) -> None:
     """Start the monitor in the background unless one runs already (idempotent)."""
     fd = _lock(settings)
@@ -192,21 +204,53 @@ def ensure_monitor(settings: Settings) -> None:
     spawn_detached([sys.executable, "-m", "cryocloud.monitor"], env=dict(os.environ), stdout=log, stderr=log)
 
 
-def run_monitor(settings: Settings, poll: float | None = None) -> int:
+def _reap_children() -> None:
+    """Agents started from the monitor are its children: collect their exit status (no zombies)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic) -> int:
+    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds."""
+    from cryocloud.config import load_settings
+    from cryocloud.handoff import serve_requests
+
     fd = _lock(settings)
     if fd is None:
         return 0
-    poll = poll or settings.local.poll_seconds
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     ledger = open_ledger(settings)
+    last_busy, next_pass = clock(), 0.0
     try:
-        while True:
-            reconcile(settings, ledger)
-            dispatch(settings, ledger)
-            if not has_active(ledger):
-                return 0
-            time.sleep(poll)
+        while not stop:
+            if serve_requests(settings):
+                last_busy = clock()
+            if clock() >= next_pass:
+                try:
+                    settings = load_settings()  # config edits apply without a restart
+                except CryocloudError as e:
+                    print(stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
+                reconcile(settings, ledger)
+                dispatch(settings, ledger)
+                _reap_children()
+                if has_active(ledger):
+                    last_busy = clock()
+                elif clock() - last_busy > settings.local.monitor_linger:
+                    return 0
+                next_pass = clock() + settings.local.poll_seconds
+            time.sleep(REQUEST_POLL)
+        return 0
     finally:
         ledger.close()
+        os.ftruncate(fd, 0)
         os.close(fd)
 
 

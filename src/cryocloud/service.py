@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cryocloud.agent import control
-from cryocloud.agent.runner import stamp
+from cryocloud.agent.runner import job_environment, stamp
 from cryocloud.backends import get_backend
 from cryocloud.backends.base import Handle
 from cryocloud.config import Profile, Settings, load_settings
@@ -38,10 +40,31 @@ def choose_profile(spec: JobSpec, settings: Settings) -> Profile:
     return settings.profile(settings.general.default_profile)
 
 
-def submit_script(script: Path, cwd: Path, settings: Settings | None = None) -> Submitted:
-    """Record and start a job from a script RELION filled. On refusal, RELION's view says failed."""
+def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """What `cryocloud submit` / `cryocloud-qsub` do: hand the job to the running monitor (warm, fast),
+    else submit it here. Returns (job id, name, profile)."""
+    from cryocloud.handoff import hand_off
+
+    env = os.environ if env is None else env
     try:
-        return _submit(script, cwd, settings or load_settings())
+        settings = load_settings(dict(env))
+    except CryocloudError as e:
+        refuse_into_job(script, cwd, e)
+        raise
+    warm = hand_off(settings, script, cwd, env)
+    if warm is not None:
+        return int(warm["job_id"]), str(warm["name"]), str(warm["profile"])
+    done = submit_script(script, cwd, settings, env)
+    return done.job.id, done.job.name, done.profile.name
+
+
+def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
+                  env: Mapping[str, str] | None = None) -> Submitted:
+    """Record and start a job from a script RELION filled, for a submitter whose environment is `env`.
+    On refusal, RELION's view says failed."""
+    env = os.environ if env is None else env
+    try:
+        return _submit(script, cwd, settings or load_settings(dict(env)), env)
     except JobFolderBusy:
         raise
     except CryocloudError as e:
@@ -64,7 +87,7 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
     FAMILIES[client].write(job_dir, "failed")
 
 
-def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:
+def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str]) -> Submitted:
     spec = job_spec_from_script(script, cwd)
     profile = choose_profile(spec, settings)
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
@@ -89,6 +112,7 @@ def _submit(script: Path, cwd: Path, settings: Settings) -> Submitted:
             cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
             cdir.mkdir(parents=True, exist_ok=True)
             ledger.update_job(job_id, control_dir=str(cdir))
+            control.write_json(cdir / control.ENV, job_environment(env))  # secrets are dropped here
             control.write_json(cdir / control.LAUNCH, {
                 "spec": asdict(spec), "mpi_launcher": _launcher(profile, settings),
             })

@@ -187,3 +187,36 @@ def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path
     for queue, expected in (("big", "big"), ("local", "local"), ("default", "local"), ("cpu_short", "local")):
         script = make_job(tmp_path, f"External/{queue}/", ["true"], queue=queue)
         assert choose_profile(job_spec_from_script(script, tmp_path), settings).name == expected
+
+
+def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from cryocloud.config import load_settings
+    from cryocloud.monitor import monitor_pid
+
+    make_job(tmp_path, "External/job001/", ["true"])
+    with in_dir(tmp_path):
+        assert main(["submit", "External/job001/run_submit.script"]) == 0  # cold: starts the monitor
+    assert wait_for(lambda: monitor_pid(load_settings()) is not None)
+    requests = load_settings().run_dir / "submit"
+    # the second submitter's own environment reaches its job; its secrets do not
+    monkeypatch.setenv("MY_LAB_SETTING", "from-the-second-shell")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-copy-me")
+    make_job(tmp_path, "External/job002/", ["echo setting=$MY_LAB_SETTING secret=${AWS_SECRET_ACCESS_KEY:-none}"])
+    with in_dir(tmp_path):
+        assert main(["submit", "External/job002/run_submit.script"]) == 0
+    assert "Submitted job 2" in capsys.readouterr().out
+    assert requests.is_dir()  # it went through the hand-off folder ...
+    assert list(requests.iterdir()) == []  # ... and left nothing behind
+    assert ended(2) == "succeeded"
+    out = (tmp_path / "External/job002/run.out").read_text()
+    assert "setting=from-the-second-shell secret=none" in out
+    env_file = tmp_path / "External/job002/.cryocloud/job2/env.json"
+    assert "do-not-copy-me" not in env_file.read_text() and oct(env_file.stat().st_mode)[-3:] == "600"
+    # a refusal answered by the monitor reads the same as a cold one
+    make_job(tmp_path, "Class2D/job003/", ["relion_refine --i nothere.star --o Class2D/job003/run"])
+    with in_dir(tmp_path):
+        assert main(["submit", "Class2D/job003/run_submit.script"]) == 2
+    err = capsys.readouterr().err
+    assert "missing file" in err and "hint:" in err
+    assert markers(tmp_path / "Class2D/job003") == ["RELION_JOB_EXIT_FAILURE"]

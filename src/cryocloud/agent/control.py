@@ -4,7 +4,9 @@ Files (all written atomically):
   launch.json   what to run (JobSpec, MPI launcher), written by the lab side before launch
   agent.json    the agent's pid, host and start time, written when it starts
   result.json   the final state, exit code and times, written when it ends
-  cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed")
+  cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed"); its text,
+                if any, says why cryocloud stopped the job (e.g. over budget)
+  env.json      the submitter's environment minus secrets (mode 0600), given to the agent at launch
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
+LAUNCH, AGENT, RESULT, CANCEL, ENV = "launch.json", "agent.json", "result.json", "cancel", "env.json"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -19,10 +19,10 @@ def submit(script: Path) -> None:
     Where the job runs, first match wins: RELION's "Queue name" when it names a profile
     (e.g. local, slurm), else $CRYOCLOUD_BACKEND, else the config's default_profile, else local.
     """
-    from cryocloud.service import submit_script
+    from cryocloud.service import submit
 
-    done = submit_script(script, Path.cwd())
-    click.echo(f"Submitted job {done.job.id} ({done.job.name} on {done.profile.name})")
+    job_id, name, profile = submit(script, Path.cwd())
+    click.echo(f"Submitted job {job_id} ({name} on {profile})")
 
 
 @click.command()
