@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +168,7 @@ class Runner:
 SECRET = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
 
 
-def job_environment(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+def job_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The submitter's environment minus secrets, plus what MPI needs to run here."""
     out = {k: v for k, v in env.items() if not SECRET.search(k)}
     if os.geteuid() == 0:  # Open MPI refuses root without these; containers and CI run as root
