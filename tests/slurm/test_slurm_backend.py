@@ -35,8 +35,8 @@ def submit(project: Path, job_dir: str, commands: list[str], **kw: object) -> in
 
 def submit_fanout(project: Path, job_dir: str, commands: list[str], tasks: int) -> int:
     """A fan-out job (JobSpec with `tasks` shards), recorded and dispatched as service.submit_script does."""
-    script = make_job(project, job_dir, commands)
-    spec = replace(job_spec_from_script(script, project), tasks=tasks)
+    script = make_job(project, job_dir, ["true"])  # shard commands name per-task files: no input discovery
+    spec = replace(job_spec_from_script(script, project), tasks=tasks, commands=commands)
     settings = load_settings()
     ledger = Ledger(settings.ledger_path)
     try:

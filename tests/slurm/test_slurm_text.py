@@ -54,6 +54,8 @@ def test_gpus_memory_gpu_partition_and_flags() -> None:
     assert "--gpus=1" in a
     assert "--partition=cpu" in argv(spec(), opts)  # no GPUs: the profile's partition
     assert "--partition=short" in argv(spec(queue="short", resources=Resources(gpus=1)), opts)  # RELION's queue wins
+    named = st.SlurmOptions.from_profile("hpc", {"partition": "cpu"})
+    assert "--partition=cpu" in argv(spec(queue="hpc"), named)  # a Queue name that chose the profile is no partition
 
 
 def test_fan_out_is_an_array() -> None:

@@ -94,6 +94,7 @@ class SlurmOptions:
     staging: str = "none"  # none: the nodes share the lab's filesystem
     usd_per_hour: float = 0.0
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
+    profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
 
     @classmethod
     def from_profile(cls, name: str, options: Mapping[str, Any]) -> SlurmOptions:
@@ -116,7 +117,7 @@ class SlurmOptions:
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                 raise ConfigError(f"{where} usd_per_hour = {v!r} must be a number >= 0", "e.g. usd_per_hour = 0.05")
             values["usd_per_hour"] = float(v)
-        out = cls(**values)
+        out = cls(**values, profile=name)
         if out.gpu_flag not in ("gres", "gpus"):
             raise ConfigError(f"{where} gpu_flag = {out.gpu_flag!r}", "choose 'gres' (--gres=gpu:N) or 'gpus' (--gpus=N)")
         if out.staging not in ("none", "shared"):
@@ -164,7 +165,7 @@ def export_names(env: Mapping[str, str], patterns: Iterable[str] | None) -> list
 
 def partition_for(spec: JobSpec, opts: SlurmOptions) -> str:
     """RELION's Queue name (when not a profile) wins; then the GPU partition for GPU jobs; then the profile's."""
-    if spec.queue:
+    if spec.queue and spec.queue != opts.profile:
         return spec.queue
     if spec.resources.gpus > 0 and opts.gpu_partition:
         return opts.gpu_partition
