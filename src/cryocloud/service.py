@@ -18,7 +18,7 @@ from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import JobRow, Ledger
-from cryocloud.monitor import dispatch, ensure_monitor, open_ledger, reconcile
+from cryocloud.monitor import dispatch, ensure_monitor, has_active, open_ledger, reconcile
 
 
 class JobFolderBusy(SubmissionError):
@@ -232,4 +232,6 @@ def refresh(settings: Settings) -> Ledger:
     ledger = open_ledger(settings)
     reconcile(settings, ledger)
     dispatch(settings, ledger)
+    if has_active(ledger):
+        ensure_monitor(settings)  # e.g. after a reboot killed it: queued jobs must not wait forever
     return ledger
