@@ -31,6 +31,8 @@ from cryocloud.proc import Completed, run_command
 TIMEOUT = 60.0  # seconds any Slurm command may take (a controller that is down takes ~10 s to say so)
 SQUEUE_TTL = 1.0  # one squeue answer serves every status() call within this many seconds
 BATCH_SCRIPT = "slurm_batch.py"
+NODES_TTL = 60.0  # seconds a sinfo answer (partitions, node sizes) is reused for checking requests
+_NODES: dict[str, tuple[float, list[st.Node]]] = {}
 
 
 class SlurmBackend:
@@ -47,23 +49,25 @@ class SlurmBackend:
         self.machine = f"slurm {self.opts.partition or 'default partition'}"
         self.usd_per_hour = self.opts.usd_per_hour
         self._queue: tuple[float, list[st.QueueRow]] | None = None
-        self._nodes: list[st.Node] | None = None
 
     # -- commands ---------------------------------------------------------------------------------------
-    def _run(self, argv: list[str], check: bool = True) -> Completed:
-        return run_command(argv, timeout=TIMEOUT, check=check,
+    def _run(self, argv: list[str], check: bool = True, env: dict[str, str] | None = None) -> Completed:
+        return run_command(argv, timeout=TIMEOUT, check=check, env=env,
                            hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")
 
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         return True  # Slurm queues jobs itself
 
-    def _cluster_nodes(self) -> list[st.Node]:
-        if self._nodes is None:
-            done = self._run(["sinfo", "-h", "-N", "-o", st.SINFO_FORMAT], check=False)
+    def _cluster_nodes(self, env: dict[str, str]) -> list[st.Node]:
+        """The cluster's nodes, asked once a minute per cluster (SLURM_CONF) and process: one RPC less per job."""
+        key = env.get("SLURM_CONF", "")
+        cached = _NODES.get(key)
+        if cached is None or time.monotonic() - cached[0] > NODES_TTL:
+            done = self._run(["sinfo", "-h", "-N", "-o", st.SINFO_FORMAT], check=False, env=env)
             if done.returncode != 0:
                 raise self._error(done, "sinfo")
-            self._nodes = st.parse_sinfo(done.stdout)
-        return self._nodes
+            cached = _NODES[key] = (time.monotonic(), st.parse_sinfo(done.stdout))
+        return cached[1]
 
     def _error(self, done: Completed, what: str) -> CryocloudError:
         known = st.sbatch_error(done.stderr, done.stdout)
@@ -76,13 +80,13 @@ class SlurmBackend:
     def submit(self, launch: Launch) -> Handle:
         spec = launch.spec
         cdir = launch.control_dir
-        st.check_fits(spec, st.partition_for(spec, self.opts), self._cluster_nodes())
+        env = dict(launch.env)
+        st.check_fits(spec, st.partition_for(spec, self.opts), self._cluster_nodes(env))
         script = cdir / BATCH_SCRIPT
         script.write_text(st.batch_script_text(self.opts.python or sys.executable), encoding="utf-8")
         script.chmod(0o755)
         if spec.tasks > 1:
             self._write_shards(cdir, spec.tasks)
-        env = {k: v for k, v in launch.env.items()}
         argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
                               exports=st.export_names(env, self.opts.export),
                               job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"))
