@@ -178,6 +178,15 @@ def test_fan_out_is_one_array_with_one_marker(slurm: Cluster, tmp_path: Path) ->
     assert "3 array tasks ended" in (tmp_path / "External/job001/run.out").read_text()
 
 
+def test_fan_out_larger_than_the_node_packs_shards(slurm: Cluster, tmp_path: Path) -> None:
+    job = submit_fanout(tmp_path, "External/job001/", ["touch shard_$CRYOCLOUD_TASK_INDEX.txt"], tasks=20)
+    assert ended(job) == "succeeded"
+    assert sorted(int(p.stem.split("_")[1]) for p in tmp_path.glob("shard_*.txt")) == list(range(20))
+    out = (tmp_path / "External/job001/run.out").read_text()
+    assert "3 per array task" in out  # 20 shards on 8 CPUs: 7 array tasks
+    assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_SUCCESS"]
+
+
 def test_fan_out_with_a_failed_task_fails_once(slurm: Cluster, tmp_path: Path) -> None:
     job = submit_fanout(tmp_path, "External/job001/", ["test $CRYOCLOUD_TASK_INDEX != 1"], tasks=3)
     assert ended(job) == "failed"

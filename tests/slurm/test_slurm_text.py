@@ -59,7 +59,22 @@ def test_gpus_memory_gpu_partition_and_flags() -> None:
 
 
 def test_fan_out_is_an_array() -> None:
-    assert "--array=0-199" in argv(spec(tasks=200))
+    a = argv(spec(tasks=200))
+    assert "--array=0-199" in a and a[-4:] == ["/cc/slurm_batch.py", "/cc", "1", "200"]
+
+
+def test_a_fan_out_larger_than_the_partition_packs_shards() -> None:
+    nodes = st.parse_sinfo("a|8|1000|(null)|cpu*|infinite\nb|8|1000|gpu:2|gpu|infinite\n")
+    assert st.slots(spec(), "", nodes) == 8
+    assert st.slots(spec(resources=Resources(threads=3)), "cpu", nodes) == 2
+    assert st.slots(spec(resources=Resources(gpus=1)), "gpu", nodes) == 2
+    assert st.shards_per_task(200, 8) == 25 and st.shards_per_task(8, 8) == 1 and st.shards_per_task(5, 0) == 1
+    a = st.sbatch_argv(spec(tasks=200), st.SlurmOptions(), batch_script="/cc/b.py", control_dir="/cc",
+                       exports=[], job_name="x", pack=25)
+    assert "--array=0-7" in a and a[-2:] == ["25", "200"]
+    a = st.sbatch_argv(spec(tasks=201), st.SlurmOptions(), batch_script="/cc/b.py", control_dir="/cc",
+                       exports=[], job_name="x", pack=25)
+    assert "--array=0-8" in a  # the last array task runs the one shard left
 
 
 def test_export_is_an_explicit_list_never_the_whole_environment() -> None:
@@ -96,7 +111,8 @@ def test_profile_options_are_checked() -> None:
     opts = st.SlurmOptions.from_profile("hpc", {"partition": "cpu", "sbatch_args": ["--exclusive"],
                                                 "usd_per_hour": 0.05, "export": ["PATH"]})
     assert opts.partition == "cpu" and opts.sbatch_args == ("--exclusive",) and opts.export == ("PATH",)
-    for bad, needle in [({"partition": 3}, "must be a string"), ({"sbatch_args": "--exclusive"}, "list of strings"),
+    assert not st.SlurmOptions.from_profile("hpc", {"pack_tasks": False}).pack_tasks
+    for bad, needle in [({"pack_tasks": "yes"}, "true or false"), ({"partition": 3}, "must be a string"), ({"sbatch_args": "--exclusive"}, "list of strings"),
                         ({"usd_per_hour": -1}, ">= 0"), ({"gpu_flag": "cuda"}, "gpu_flag"),
                         ({"staging": "s3"}, "not built yet"), ({"max_time": "forever"}, "not a time")]:
         with pytest.raises(CryocloudError, match=needle) as e:

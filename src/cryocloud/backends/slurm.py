@@ -49,6 +49,7 @@ class SlurmBackend:
         self.machine = f"slurm {self.opts.partition or 'default partition'}"
         self.usd_per_hour = self.opts.usd_per_hour
         self._queue: tuple[float, list[st.QueueRow]] | None = None
+        self._queue_error: tuple[float, CryocloudError] | None = None
 
     # -- commands ---------------------------------------------------------------------------------------
     def _run(self, argv: list[str], check: bool = True, env: dict[str, str] | None = None) -> Completed:
@@ -81,7 +82,10 @@ class SlurmBackend:
         spec = launch.spec
         cdir = launch.control_dir
         env = dict(launch.env)
-        st.check_fits(spec, st.partition_for(spec, self.opts), self._cluster_nodes(env))
+        nodes = self._cluster_nodes(env)
+        partition = st.partition_for(spec, self.opts)
+        st.check_fits(spec, partition, nodes)
+        pack = st.shards_per_task(spec.tasks, st.slots(spec, partition, nodes)) if self.opts.pack_tasks else 1
         script = cdir / BATCH_SCRIPT
         script.write_text(st.batch_script_text(self.opts.python or sys.executable), encoding="utf-8")
         script.chmod(0o755)
@@ -89,14 +93,16 @@ class SlurmBackend:
             self._write_shards(cdir, spec.tasks)
         argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
                               exports=st.export_names(env, self.opts.export),
-                              job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"))
+                              job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"), pack=pack)
         done = run_command(argv, cwd=spec.project_dir, env=env, timeout=TIMEOUT, check=False,
                            hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")
         if done.returncode != 0:
             raise self._error(done, "sbatch")
         job_id = st.parse_sbatch(done.stdout)
-        _log(spec, f"Slurm job {job_id}" + (f" (array of {spec.tasks} tasks)" if spec.tasks > 1 else "")
-             + f" submitted to {st.partition_for(spec, self.opts) or 'the default partition'}")
+        shards = ""
+        if spec.tasks > 1:
+            shards = f" (array of {spec.tasks} tasks" + (f", {pack} per array task" if pack > 1 else "") + ")"
+        _log(spec, f"Slurm job {job_id}{shards} submitted to {partition or 'the default partition'}")
         return Handle(self.name, {"job_id": job_id, "tasks": spec.tasks, "control_dir": str(cdir)})
 
     def _write_shards(self, cdir: Path, tasks: int) -> None:
@@ -106,9 +112,16 @@ class SlurmBackend:
             control.write_json(cdir / f"task{i}" / control.LAUNCH, {**launch, "shard": {"index": i, "count": tasks}})
 
     def _squeue(self) -> list[st.QueueRow]:
+        """All of the user's jobs, one squeue per SQUEUE_TTL; a controller that does not answer is asked once."""
         now = time.monotonic()
+        if self._queue_error is not None and now - self._queue_error[0] <= SQUEUE_TTL * 30:
+            raise self._queue_error[1]
         if self._queue is None or now - self._queue[0] > SQUEUE_TTL:
-            done = self._run(["squeue", "--me", "-h", "-r", "-t", "all", "-o", st.SQUEUE_FORMAT])
+            try:
+                done = self._run(["squeue", "--me", "-h", "-r", "-t", "all", "-o", st.SQUEUE_FORMAT])
+            except CryocloudError as e:
+                self._queue_error = (now, e)
+                raise
             self._queue = (now, st.parse_squeue(done.stdout))
         return self._queue[1]
 

@@ -95,6 +95,7 @@ class SlurmOptions:
     usd_per_hour: float = 0.0
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
     profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
+    pack_tasks: bool = True  # a fan-out larger than the partition can run at once: several shards per array task
 
     @classmethod
     def from_profile(cls, name: str, options: Mapping[str, Any]) -> SlurmOptions:
@@ -112,6 +113,11 @@ class SlurmOptions:
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                     raise ConfigError(f"{where} {key} must be a list of strings", f'write {key} = ["...", "..."]')
                 values[key] = tuple(v)
+        if "pack_tasks" in options:
+            if not isinstance(options["pack_tasks"], bool):
+                raise ConfigError(f"{where} pack_tasks = {options['pack_tasks']!r} must be true or false",
+                                  "write pack_tasks = true (or false)")
+            values["pack_tasks"] = options["pack_tasks"]
         if "usd_per_hour" in options:
             v = options["usd_per_hour"]
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
@@ -186,9 +192,31 @@ def time_limit(spec: JobSpec, opts: SlurmOptions) -> str:
     return slurm_time(secs)
 
 
+def slots(spec: JobSpec, partition: str, nodes: list[Node]) -> int:
+    """How many of the job's shards the partition can run at once (0: unknown)."""
+    members = [n for n in nodes if (partition in n.partitions if partition else n.default_partition)]
+    r = spec.resources
+    total = 0
+    for n in members:
+        fit = n.cpus // max(1, r.cpus)
+        if r.gpus > 0:
+            fit = min(fit, n.gpus // r.gpus)
+        total += fit
+    return total
+
+
+def shards_per_task(tasks: int, at_once: int) -> int:
+    """Shards each array task runs, one after the other: 1 unless the fan-out exceeds what can run at once
+    (then one agent start serves several shards, and no parallelism is lost)."""
+    if tasks <= 1 or at_once <= 0 or tasks <= at_once:
+        return 1
+    return math.ceil(tasks / at_once)
+
+
 def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control_dir: str,
-                exports: list[str], job_name: str) -> list[str]:
-    """The sbatch command that runs the agent for `spec` (an array of spec.tasks shards when > 1)."""
+                exports: list[str], job_name: str, pack: int = 1) -> list[str]:
+    """The sbatch command that runs the agent for `spec`: for a fan-out (spec.tasks > 1), an array whose
+    tasks each run `pack` consecutive shards."""
     r = spec.resources
     base = f"{spec.project_dir.rstrip('/')}/{spec.job_dir}"
     argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={spec.project_dir}",
@@ -209,10 +237,12 @@ def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control
     if r.gpus > 0:
         argv.append(f"--gres=gpu:{r.gpus}" if opts.gpu_flag == "gres" else f"--gpus={r.gpus}")
     if spec.tasks > 1:
-        argv.append(f"--array=0-{spec.tasks - 1}")
+        argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}")
     argv.append("--export=" + (",".join(exports) if exports else "NONE"))
     argv.extend(opts.sbatch_args)
     argv += [batch_script, control_dir]
+    if spec.tasks > 1:
+        argv += [str(max(1, pack)), str(spec.tasks)]
     return argv
 
 
@@ -223,12 +253,18 @@ def batch_script_text(python: str) -> str:
                           "set the profile's python to an absolute path without spaces")
     return (
         f"#!{python}\n"
-        "# cryocloud: start the agent for one Slurm job; argv[1] is its control folder, and each array task\n"
-        "# (a fan-out shard) has its own control folder task<N> below it.\n"
-        "import os\nimport sys\n\nfrom cryocloud.agent.runner import main\n\n"
-        "control = sys.argv[1]\ntask = os.environ.get('SLURM_ARRAY_TASK_ID')\n"
-        "if task is not None:\n    control = os.path.join(control, 'task' + task)\n"
-        "raise SystemExit(main([control]))\n"
+        "# cryocloud: start the agent for one Slurm job; argv[1] is its control folder. An array task runs the\n"
+        "# fan-out shards argv[2] * SLURM_ARRAY_TASK_ID + 0..argv[2]-1 (of argv[3]), each with its own control\n"
+        "# folder task<N>, one after the other; it stops early only when the job was cancelled, aborted or killed.\n"
+        "import os\nimport sys\nfrom pathlib import Path\n\nfrom cryocloud.agent.runner import Runner\n\n"
+        "control = Path(sys.argv[1])\ntask = os.environ.get('SLURM_ARRAY_TASK_ID')\n"
+        "if task is None:\n    raise SystemExit(0 if Runner(control).run().state == 'succeeded' else 1)\n"
+        "pack, count = int(sys.argv[2]), int(sys.argv[3])\nrc = 0\n"
+        "for i in range(int(task) * pack, min(count, (int(task) + 1) * pack)):\n"
+        "    runner = Runner(control / f'task{i}')\n    outcome = runner.run()\n"
+        "    rc = rc or (0 if outcome.state == 'succeeded' else 1)\n"
+        "    if outcome.state == 'aborted' or runner.terminated:\n        break\n"
+        "raise SystemExit(rc)\n"
     )
 
 
