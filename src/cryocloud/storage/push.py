@@ -65,39 +65,6 @@ class _Push:
         self.threads = asyncio.Semaphore(tuning.hashers)
         self.hashed_at: dict[str, tuple[int, int, int]] = {}  # rel -> (size, mtime_ns, ino) its hash is for
 
-    async def hash_all(self, files: list[LocalFile], cache: StatCache, root: Path) -> dict[str, str]:
-        """rel path -> sha256; unchanged files come from the stat cache."""
-        known = cache.load(root)
-        shas: dict[str, str] = {}
-        todo: list[LocalFile] = []
-        for f in files:
-            hit = known.get(f.path)
-            if hit and hit[:3] == (f.size, f.mtime_ns, f.ino):
-                shas[f.rel] = hit[3]
-                self.hashed_at[f.rel] = hit[:3]
-            else:
-                todo.append(f)
-        self.progress.phase(f"hashing {len(todo)} files", sum(f.size for f in todo))
-        rows: list[tuple[str, int, int, int, str]] = []
-
-        async def one(f: LocalFile) -> None:
-            async with self.threads:
-                try:
-                    sha, before, after = await asyncio.to_thread(hash_file, f.path)
-                except FileNotFoundError:
-                    raise CryocloudError(f"{f.rel} vanished while pushing", "push again") from None
-                except OSError as e:
-                    raise os_error(e, f"reading {f.rel}") from None
-            shas[f.rel] = sha
-            if same_stat(before, after):
-                self.hashed_at[f.rel] = (after.st_size, after.st_mtime_ns, after.st_ino)
-                rows.append((f.path, after.st_size, after.st_mtime_ns, after.st_ino, sha))
-            self.progress.advance(f.size)
-
-        await bounded(self.tuning.hashers * 2, [lambda f=f: one(f) for f in todo])  # type: ignore[misc]
-        cache.store(rows)
-        return shas
-
     async def sync_pack_index(self, index: PackIndex) -> None:
         """Learn the packs other pushes (any user of this store) made since we last looked."""
         listed = {info.key.removeprefix("cas/i/").removesuffix(".json") async for info in self.store.list("cas/i/")}
@@ -165,59 +132,82 @@ class _Push:
             f"{f.rel} kept changing while it was uploading", "push again once the program writing it has finished"
         )
 
-    async def upload_pack(self, members: list[tuple[LocalFile, str]], index: PackIndex) -> dict[str, FileEntry]:
-        """Read the files into one pack (re-hashing each), upload it and its index; rel -> entry."""
+    async def upload_pack(self, members: list[_Read], index: PackIndex) -> dict[str, tuple[str, int]]:
+        """Upload files already read (and hashed) as one pack plus its index; sha256 -> (pack, offset)."""
         import hashlib
 
-        def build() -> tuple[bytes, list[tuple[LocalFile, str, int, int]]]:
-            buf = bytearray()
-            placed = []
-            for f, _sha in members:
-                data = _read_stable(f)
-                placed.append((f, hashlib.sha256(data).hexdigest(), len(buf), len(data)))
-                buf += data
-            return bytes(buf), placed
+        def build() -> tuple[bytes, str]:
+            data = b"".join(r.data for r in members)
+            return data, hashlib.sha256(data).hexdigest()
 
-        async with self.threads:
-            data, placed = await asyncio.to_thread(build)
-        pack = hashlib.sha256(data).hexdigest()
+        data, pack = await asyncio.to_thread(build)
+        entries, off = [], 0
+        for r in members:
+            entries.append((r.sha, off, len(r.data)))
+            off += len(r.data)
         await self.store.put(pack_key(pack), data, size=len(data))
-        await self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}")
-        entries = [(sha, off, n) for _f, sha, off, n in placed]
-        await self.store.put(packidx_key(pack), json.dumps({"pack": pack, "files": entries}).encode())
+        body = json.dumps({"pack": pack, "files": entries}).encode()
+        await asyncio.gather(self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}"),
+                             self.store.put(packidx_key(pack), body))
         index.add(pack, entries)
         self.uploaded_objects += 1
         self.uploaded_bytes += len(data)
         self.progress.advance(len(data))
-        return {
-            f.rel: FileEntry(f.rel, n, sha, f.mtime_ns, f.mode, pack, off) for f, sha, off, n in placed
-        }
+        return {sha: (pack, o) for sha, o, _n in entries}
+
+
+@dataclass
+class _Read:
+    """A small file read for packing: its bytes, their hash, and the stat they were read at."""
+
+    file: LocalFile
+    data: bytes
+    sha: str
+    mtime_ns: int
+    stable: tuple[int, int, int] | None  # (size, mtime_ns, ino) when nothing changed while reading
 
 
 def _same(st: os.stat_result, key: tuple[int, int, int] | None) -> bool:
     return key is not None and (st.st_size, st.st_mtime_ns, st.st_ino) == key
 
 
-def _read_stable(f: LocalFile) -> bytes:
+def _read_batch(files: list[LocalFile]) -> list[_Read]:
+    """Read and hash small files (one pass: these bytes are what the pack holds and what the hash names)."""
+    import hashlib
+
+    out = []
+    for f in files:
+        try:
+            data, st = _read_stable(f)
+        except FileNotFoundError:
+            raise CryocloudError(f"{f.rel} vanished while pushing", "push again") from None
+        except OSError as e:
+            raise os_error(e, f"reading {f.rel}") from None
+        out.append(_Read(f, data, hashlib.sha256(data).hexdigest(), st.st_mtime_ns,
+                         (st.st_size, st.st_mtime_ns, st.st_ino)))
+    return out
+
+
+def _read_stable(f: LocalFile) -> tuple[bytes, os.stat_result]:
     for _ in range(RETRIES_ON_CHANGE):
         before = os.stat(f.path)
         with open(f.path, "rb") as fh:
             data = fh.read()
         if same_stat(before, os.stat(f.path)) and len(data) == before.st_size:
-            return data
+            return data, before
     raise CryocloudError(f"{f.rel} kept changing while it was uploading",
                          "push again once the program writing it has finished")
 
 
-def _group(items: list[tuple[LocalFile, str]], size: int) -> list[list[tuple[LocalFile, str]]]:
-    groups: list[list[tuple[LocalFile, str]]] = [[]]
+def _batches(files: list[LocalFile], size: int) -> list[list[LocalFile]]:
+    groups: list[list[LocalFile]] = [[]]
     total = 0
-    for item in sorted(items, key=lambda x: x[0].rel):
+    for f in sorted(files, key=lambda x: x.rel):
         if total >= size and groups[-1]:
             groups.append([])
             total = 0
-        groups[-1].append(item)
-        total += item[0].size
+        groups[-1].append(f)
+        total += f.size
     return [g for g in groups if g]
 
 
@@ -229,73 +219,22 @@ async def push_async(
     tuning = tuning or Tuning()
     progress = progress or NullProgress()
     key = manifest_key(name)
-    await store.check()
-    found = await asyncio.to_thread(scan, root, paths, keep_links=keep_links, exclude=exclude)
+    scanning = asyncio.ensure_future(asyncio.to_thread(scan, root, paths, keep_links=keep_links, exclude=exclude))
+    try:
+        await store.check()
+    except BaseException:
+        scanning.cancel()
+        await asyncio.gather(scanning, return_exceptions=True)
+        raise
+    found = await scanning
     p = _Push(store, tuning, progress)
     cdir = cache_dir()
     cache, index = StatCache(cdir / "stat.sqlite"), PackIndex(cdir, store.url)
     try:
-        shas = await p.hash_all(found.files, cache, root.resolve())
-        small = [(f, shas[f.rel]) for f in found.files if f.size < tuning.pack_threshold]
-        large = [(f, shas[f.rel]) for f in found.files if f.size >= tuning.pack_threshold]
-        entries: dict[str, FileEntry] = {}
-        if small:
-            await p.sync_pack_index(index)
-            packed = index.lookup(s for _f, s in small)
-            alive = await p.existing({pack_key(pk) for pk, _o in packed.values()})
-            index.forget({pk for pk, _o in packed.values() if pack_key(pk) not in alive})
-            new_small: dict[str, tuple[LocalFile, str]] = {}
-            for f, sha in small:
-                if sha in packed and pack_key(packed[sha][0]) in alive:
-                    pk, off = packed[sha]
-                    entries[f.rel] = FileEntry(f.rel, f.size, sha, f.mtime_ns, f.mode, pk, off)
-                else:
-                    new_small.setdefault(sha, (f, sha))
-        present = await p.existing({blob_key(s) for _f, s in large})
-        new_large: dict[str, LocalFile] = {}
-        for f, sha in large:
-            if blob_key(sha) not in present:
-                new_large.setdefault(sha, f)
-        groups = _group(list(new_small.values()), tuning.pack_size) if small else []
-        todo_bytes = sum(f.size for f in new_large.values()) + sum(f.size for g in groups for f, _s in g)
-        progress.phase(f"uploading {len(new_large)} files + {len(groups)} packs", todo_bytes)
-        sent_as: dict[str, str] = {}
-
-        async def blob(sha: str, f: LocalFile) -> None:
-            sent_as[sha] = await p.upload_blob(f, sha)
-
-        by_sha: dict[str, FileEntry] = {}
-
-        async def pack(group: list[tuple[LocalFile, str]]) -> None:
-            for entry in (await p.upload_pack(group, index)).values():
-                entries[entry.path] = entry
-                by_sha.setdefault(entry.sha256, entry)
-
-        large_slots = max(2, tuning.in_flight // 4)
-        await asyncio.gather(
-            bounded(large_slots, [lambda s=s, f=f: blob(s, f) for s, f in new_large.items()]),  # type: ignore[misc]
-            bounded(max(2, tuning.in_flight // 4), [lambda g=g: pack(g) for g in groups]),  # type: ignore[misc]
-        )
-        rest = [(f, sha) for f, sha in small if f.rel not in entries]
-        for _round in range(RETRIES_ON_CHANGE):  # other paths with the same bytes as a packed file
-            missing = []
-            for f, sha in rest:
-                if sha in by_sha:
-                    e = by_sha[sha]
-                    entries[f.rel] = FileEntry(f.rel, f.size, sha, f.mtime_ns, f.mode, e.pack, e.offset)
-                else:
-                    missing.append((f, sha))
-            if not missing:
-                break
-            await pack(missing)  # their twin changed while packing: store these on their own
-            rest = [(f, sha) for f, sha in missing if f.rel not in entries]
-        for f, sha in large:
-            final = sent_as.get(sha, sha)
-            entries[f.rel] = FileEntry(f.rel, f.size, final, f.mtime_ns, f.mode)
+        entries, sent = await _upload(p, found.files, cache, index, root.resolve())
         manifest = Manifest(name, [entries[f.rel] for f in found.files], found.links, found.dirs,
                             meta=dict(meta or {}))
-        reused = manifest.objects() - {blob_key(s) for s in sent_as.values()} - {
-            pack_key(e.pack) for e in by_sha.values()}
+        reused = manifest.objects() - sent
         if reused - await p.existing(reused):  # a cleanup removed something we counted on meanwhile
             raise CryocloudError(f"objects in {store.url} vanished during the push (a cleanup ran?)",
                                  "push again: it uploads what is missing")
@@ -305,6 +244,149 @@ async def push_async(
         index.close()
         progress.close()
     return PushResult(manifest, len(found.files), manifest.total_bytes, p.uploaded_objects, p.uploaded_bytes, written)
+
+
+async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: PackIndex,
+                  root: Path) -> tuple[dict[str, FileEntry], set[str]]:
+    """Hash and upload what the store lacks, hashing overlapped with uploading; (rel -> entry, keys sent).
+
+    Large files: one task each (hash unless the stat cache knows it, HEAD, upload), so one file hashes while
+    others upload. Small files: files the stat cache and the pack index already place are reused at once;
+    the others are read once, in batches of about a pack, hashed as read, and each batch is uploaded as a
+    pack while the next batches are read.
+    """
+    tuning, store = p.tuning, p.store
+    known = cache.load(root)
+    shas: dict[str, str] = {}
+    for f in files:
+        hit = known.get(f.path)
+        if hit and hit[:3] == (f.size, f.mtime_ns, f.ino):
+            shas[f.rel] = hit[3]
+            p.hashed_at[f.rel] = hit[:3]
+    small = [f for f in files if f.size < tuning.pack_threshold]
+    large = [f for f in files if f.size >= tuning.pack_threshold]
+    entries: dict[str, FileEntry] = {}
+    sent: set[str] = set()
+    placed: dict[str, tuple[str, int]] = {}  # small files' sha -> (pack, offset), reused or uploaded now
+    later: list[_Read] = []  # small files placed once their pack (of this push) is uploaded
+    alive: dict[str, bool] = {}
+    rows: list[tuple[str, int, int, int, str]] = []
+    to_read: list[LocalFile] = []
+    if small:
+        await p.sync_pack_index(index)
+
+        async def reusable(shas_: list[str]) -> dict[str, tuple[str, int]]:
+            """Of these hashes, those already in a pack that still exists."""
+            hits = index.lookup(shas_)
+            unknown = {pk for pk, _o in hits.values() if pk not in alive}
+            there = await p.existing({pack_key(pk) for pk in unknown})
+            for pk in unknown:
+                alive[pk] = pack_key(pk) in there
+            index.forget(pk for pk in unknown if not alive[pk])
+            return {s: v for s, v in hits.items() if alive[v[0]]}
+
+        cached = await reusable([shas[f.rel] for f in small if f.rel in shas])
+        for f in small:
+            sha = shas.get(f.rel)
+            if sha is not None and sha in cached:
+                pk, off = cached[sha]
+                entries[f.rel] = FileEntry(f.rel, f.size, sha, f.mtime_ns, f.mode, pk, off)
+                placed.setdefault(sha, (pk, off))
+            else:
+                to_read.append(f)
+    p.progress.phase(f"pushing {len(large) + len(to_read)} files", sum(f.size for f in [*to_read, *large]))
+
+    # --- large files ---------------------------------------------------------------------------------
+    many = len(large) > 2000
+    listed: set[str] = set()
+    if many:
+        listed = {info.key async for info in store.list("cas/b/")}
+    hash_slots = asyncio.Semaphore(tuning.hashers)
+    upload_slots = asyncio.Semaphore(max(2, tuning.in_flight // 4))
+    by_sha: dict[str, asyncio.Future[str]] = {}
+    final_sha: dict[str, str] = {}
+
+    async def large_one(f: LocalFile) -> None:
+        sha = shas.get(f.rel, "")
+        if not sha:
+            async with hash_slots:
+                try:
+                    sha, before, after = await asyncio.to_thread(hash_file, f.path)
+                except FileNotFoundError:
+                    raise CryocloudError(f"{f.rel} vanished while pushing", "push again") from None
+                except OSError as e:
+                    raise os_error(e, f"reading {f.rel}") from None
+            if same_stat(before, after):
+                p.hashed_at[f.rel] = (after.st_size, after.st_mtime_ns, after.st_ino)
+                rows.append((f.path, after.st_size, after.st_mtime_ns, after.st_ino, sha))
+        if sha in by_sha:  # the same bytes at another path: uploaded once
+            final_sha[f.rel] = await by_sha[sha]
+            p.progress.advance(f.size)
+            return
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        by_sha[sha] = fut
+        try:
+            there = blob_key(sha) in listed if many else await store.head(blob_key(sha)) is not None
+            if there:
+                got = sha
+                p.progress.advance(f.size)
+            else:
+                async with upload_slots:
+                    got = await p.upload_blob(f, sha)
+                sent.add(blob_key(got))
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: twins waiting on it re-raise it
+            raise
+        fut.set_result(got)
+        final_sha[f.rel] = got
+
+    # --- small files ---------------------------------------------------------------------------------
+    read_slots = asyncio.Semaphore(tuning.hashers)
+    pack_slots = asyncio.Semaphore(max(2, tuning.in_flight // 4))
+    claimed: set[str] = set()
+
+    async def batch(files_: list[LocalFile]) -> None:
+        async with read_slots:
+            got = await asyncio.to_thread(_read_batch, files_)
+        for r in got:
+            if r.stable:
+                rows.append((r.file.path, *r.stable, r.sha))
+        fresh = [r for r in got if r.sha not in placed and r.sha not in claimed]
+        reuse = await reusable(list({r.sha for r in fresh}))
+        members: list[_Read] = []
+        for r in got:
+            if r.sha in reuse or r.sha in placed:
+                pk, off = reuse.get(r.sha) or placed[r.sha]
+                placed.setdefault(r.sha, (pk, off))
+                entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
+                p.progress.advance(len(r.data))
+            elif r.sha in claimed:  # the same bytes at another path: stored once
+                later.append(r)
+                p.progress.advance(len(r.data))
+            else:
+                claimed.add(r.sha)
+                members.append(r)
+                later.append(r)
+        if members:
+            async with pack_slots:
+                done = await p.upload_pack(members, index)
+            placed.update(done)
+            sent.update(pack_key(pk) for pk, _o in done.values())
+
+    groups = _batches(to_read, tuning.pack_size)
+    ahead = max(2, tuning.in_flight // 4) + tuning.hashers  # packs in memory at once, at most
+    await asyncio.gather(
+        bounded(ahead, [lambda f=f: large_one(f) for f in large]),  # type: ignore[misc]
+        bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
+    )
+    cache.store(rows)
+    for r in later:
+        pk, off = placed[r.sha]
+        entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
+    for f in large:
+        entries[f.rel] = FileEntry(f.rel, f.size, final_sha[f.rel], f.mtime_ns, f.mode)
+    return entries, sent
 
 
 async def _write_manifest(store: ObjectStore, key: str, manifest: Manifest) -> bool:
