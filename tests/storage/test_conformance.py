@@ -34,6 +34,8 @@ def test_range_get(store: ObjectStore) -> None:
     run(store.put("r", b"0123456789"))
     assert run(store.get("r", 2, 5)) == b"234"
     assert run(store.get("r", 7)) == b"789"
+    assert bytes(run(store.get_view("r", 2, 5))) == b"234"
+    assert bytes(run(store.get_view("r"))) == b"0123456789"
 
 
 def test_streamed_put_large_multipart(store: ObjectStore) -> None:

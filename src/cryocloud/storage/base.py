@@ -41,7 +41,8 @@ class ObjectStore(Protocol):
     Contract (checked by tests/storage/test_conformance.py on every store):
     - `put` writes atomically: a reader sees the old object, the new one or none, never a part.
     - `put` accepts bytes, an iterable of byte chunks, or a local file's Path (possibly large).
-    - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`.
+    - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`. `get_view` is
+      the same as a read-only buffer, without the copy into `bytes` (downloads of large data use it).
     - `head` returns None for a missing key. `list(prefix)` yields every key inside the folder `prefix`
       ('a/b' and 'a/b/' both mean the folder a/b: never 'a/bc'), in any order.
     - `delete` of a missing key is not an error.
@@ -56,6 +57,8 @@ class ObjectStore(Protocol):
     async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None: ...
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
+
+    async def get_view(self, key: str, start: int | None = None, end: int | None = None) -> memoryview: ...
 
     def get_stream(self, key: str) -> AsyncIterator[bytes]: ...
 

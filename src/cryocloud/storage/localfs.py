@@ -87,6 +87,9 @@ class LocalFolderStore:
 
         return await asyncio.to_thread(_get)
 
+    async def get_view(self, key: str, start: int | None = None, end: int | None = None) -> memoryview:
+        return memoryview(await self.get(key, start, end))
+
     async def get_stream(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
         try:

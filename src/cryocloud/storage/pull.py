@@ -71,15 +71,37 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _write_checked(dest: Path, data: bytes, entry: FileEntry) -> None:
+def _write_checked(dest: str, data: memoryview, entry: FileEntry, made: set[str]) -> os.stat_result:
+    """Hash `data`, then write it to a part file (mode and mtime set on the open file) renamed over `dest`;
+    returns the placed file's stat. `made`: folders known to exist (one mkdir per folder, not per file)."""
     got = hashlib.sha256(data).hexdigest()
     if got != entry.sha256:
         raise _corrupt(entry, got)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _part(dest)
-    with open(tmp, "wb") as f:
-        f.write(data)
-    _place(tmp, dest, entry)
+    folder, _, name = dest.rpartition("/")
+    if folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        made.add(folder)
+    tmp = f"{folder}/.{name}{PART}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = data
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, entry.mode or 0o644)
+        if entry.mtime_ns:
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, dest)  # over a file or a link: replaces it
+    except OSError:
+        if not os.path.isdir(dest):
+            os.unlink(tmp)
+            raise
+        _remove(Path(dest))  # a folder where the file goes
+        os.replace(tmp, dest)
+    return st
 
 
 class _Pull:
@@ -87,6 +109,8 @@ class _Pull:
         self.store, self.dest, self.tuning, self.progress = store, dest, tuning, progress
         self.files = 0
         self.bytes = 0
+        self.made: set[str] = set()  # folders created (or found) by this pull
+        self.placed: list[tuple[str, int, int, int, str]] = []  # stat-cache rows of files written
 
     async def up_to_date(self, entries: list[FileEntry], cache: StatCache) -> set[str]:
         known = cache.load(self.dest)
@@ -117,19 +141,39 @@ class _Pull:
         return done
 
     async def blob(self, entry: FileEntry, copies: list[FileEntry]) -> None:
+        """One large file, as parallel ranged GETs written in place; hashed in order as the parts arrive."""
         dest = self.dest / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _part(dest)
         h = hashlib.sha256()
-        try:
-            with open(tmp, "wb") as f:
-                def take(chunk: bytes) -> None:
-                    h.update(chunk)
-                    f.write(chunk)
+        part = self.tuning.part_size
+        ranges = [(o, min(o + part, entry.size)) for o in range(0, entry.size, part)] or [(0, 0)]
+        ahead = asyncio.Semaphore(self.tuning.parts_per_file)  # parts fetched but not yet written, at most
 
-                async for chunk in self.store.get_stream(entry.key):
-                    await asyncio.to_thread(take, chunk)
-                    self.progress.advance(len(chunk))
+        async def fetch(start: int, end: int) -> memoryview:
+            await ahead.acquire()
+            if len(ranges) > 1:
+                return await self.store.get_view(entry.key, start, end)
+            return await self.store.get_view(entry.key)
+
+        tasks = [asyncio.ensure_future(fetch(s, e)) for s, e in ranges]
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                for (start, end), task in zip(ranges, tasks, strict=True):
+                    data = await task
+                    if len(data) != end - start:
+                        raise _corrupt(entry, f"short read ({len(data)} of {end - start} bytes at {start})")
+
+                    def take(data: memoryview = data, start: int = start) -> None:
+                        h.update(data)
+                        os.pwrite(fd, data, start)
+
+                    await asyncio.to_thread(take)
+                    ahead.release()
+                    self.progress.advance(len(data))
+            finally:
+                os.close(fd)
             if h.hexdigest() != entry.sha256:
                 raise _corrupt(entry, h.hexdigest())
             _place(tmp, dest, entry)
@@ -140,6 +184,9 @@ class _Pull:
         except OSError as e:
             raise os_error(e, f"writing {dest}") from None
         finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             tmp.unlink(missing_ok=True)
         self.files += 1 + len(copies)
         self.bytes += entry.size
@@ -147,13 +194,16 @@ class _Pull:
     async def pack(self, entries: list[FileEntry]) -> None:
         start = min(e.offset for e in entries)
         end = max(e.offset + e.size for e in entries)
-        data = await self.store.get(entries[0].key, start, end)
+        data = await self.store.get_view(entries[0].key, start, end)
         if len(data) != end - start:
             raise _corrupt(entries[0], f"short read ({len(data)} of {end - start} bytes)")
+        root = str(self.dest)
 
         def write() -> None:
             for e in entries:
-                _write_checked(self.dest / e.path, data[e.offset - start : e.offset - start + e.size], e)
+                path = f"{root}/{e.path}"
+                st = _write_checked(path, data[e.offset - start : e.offset - start + e.size], e, self.made)
+                self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
 
         try:
             await asyncio.to_thread(write)
@@ -196,7 +246,8 @@ async def pull_async(
         packs: dict[str, list[FileEntry]] = defaultdict(list)
         for e in todo:
             (packs[e.pack] if e.pack else blobs[e.sha256]).append(e)
-        jobs = [lambda es=es: p.blob(es[0], es[1:]) for es in blobs.values()]
+        blob_jobs = [lambda es=es: p.blob(es[0], es[1:]) for es in blobs.values()]
+        jobs = []
         for group in packs.values():
             group.sort(key=lambda e: e.offset)
             chunk: list[FileEntry] = []
@@ -206,12 +257,18 @@ async def pull_async(
                     chunk = []
                 chunk.append(e)
             jobs.append(lambda c=chunk: p.pack(c))
-        await bounded(tuning.in_flight // 2, jobs)  # type: ignore[arg-type]
+        await asyncio.gather(  # large files: a few at a time, each in parallel parts; pack ranges: many
+            bounded(max(1, tuning.in_flight // tuning.parts_per_file), blob_jobs),  # type: ignore[arg-type]
+            bounded(tuning.in_flight // 2, jobs),  # type: ignore[arg-type]
+        )
         _links_and_dirs(m, dest, only)
-        rows = []
+        rows = p.placed
+        written = {r[0] for r in rows}
         for e in todo:
-            st = os.stat(dest / e.path)
-            rows.append((str(dest / e.path), st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
+            path = f"{dest}/{e.path}"
+            if path not in written:
+                st = os.stat(path)
+                rows.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
         cache.store(rows)
     finally:
         cache.close()

@@ -188,16 +188,19 @@ class S3Store:
             self._raise(e, "upload of", key)
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return bytes(await self.get_view(key, start, end))
+
+    async def get_view(self, key: str, start: int | None = None, end: int | None = None) -> memoryview:
         import obstore
 
         try:
             if start is None and end is None:
                 result = await obstore.get_async(self._store, key)
-                return bytes(await result.bytes_async())
+                return memoryview(await result.bytes_async())
             if end is None:
                 head = await self.head(key)
                 end = head.size if head else 0
-            return bytes(await obstore.get_range_async(self._store, key, start=start or 0, end=end))
+            return memoryview(await obstore.get_range_async(self._store, key, start=start or 0, end=end))
         except CryocloudError:
             raise
         except Exception as e:
