@@ -3,7 +3,9 @@
 Layout under a store's root (an S3 prefix or a folder):
 
     cas/b/<h[:2]>/<sha256>      one large file's bytes (a "blob"), named by their SHA-256
-    cas/p/<sha256>              a pack: small files' bytes back to back, named by the pack's SHA-256
+    cas/p/<sha256>              a pack: small files' bytes back to back, named by the SHA-256 of its index
+                                entries (file hashes, offsets, sizes: they fix every byte); older packs were
+                                named by the SHA-256 of their bytes. Readers never rely on which.
     cas/i/<sha256>.json         the pack's index: [[file sha256, offset, size], ...] (for dedup by later pushes)
     manifests/<name>.json       one manifest per push (a job's inputs, outputs, a project snapshot)
 
