@@ -90,7 +90,7 @@ def test_success_output_marker_and_cost(slurm: Cluster, tmp_path: Path, capsys: 
     assert f"hello from {sid}" in out and f"Slurm job {sid}" in out
     assert str(tmp_path) in out  # the working directory is the project folder
     assert "oops" in (jd / "run.err").read_text()
-    assert slurm_state(sid) == "COMPLETED"
+    assert wait_for(lambda: slurm_state(sid) == "COMPLETED", 30)  # the marker may land before Slurm's end
     capsys.readouterr()
     assert main(["costs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -113,7 +113,7 @@ def test_failure_stops_at_first_failed_command(slurm: Cluster, tmp_path: Path) -
     assert ended(job) == "failed"
     assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
     assert not (tmp_path / "never.txt").exists()
-    assert slurm_state(slurm_job_id(job)) == "FAILED"
+    assert wait_for(lambda: slurm_state(slurm_job_id(job)) == "FAILED", 30)
 
 
 def test_cancel_by_job_folder(slurm: Cluster, tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_timeout_ends_as_failed_with_the_reason(slurm: Cluster, tmp_path: Path) 
     assert ended(job, 240) == "failed"
     jd = tmp_path / "External/job001"
     assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
-    assert slurm_state(sid) == "TIMEOUT"
+    assert wait_for(lambda: slurm_state(sid) == "TIMEOUT", 30)
     assert "TIME LIMIT" in (jd / "run.err").read_text()
 
 
