@@ -26,13 +26,11 @@ def _stop_leftovers(home: Path) -> None:
     import signal
     import time
 
-    from cryocloud.config import Settings
+    from cryocloud.config import Settings, load_settings
+    from cryocloud.errors import CryocloudError
     from cryocloud.ledger import ACTIVE, Ledger
     from cryocloud.monitor import monitor_pid
     from cryocloud.service import cancel_job
-
-    from cryocloud.config import load_settings
-    from cryocloud.errors import CryocloudError
 
     try:
         settings = load_settings()
