@@ -65,10 +65,11 @@ def hand_off(settings: Settings, script: Path, cwd: Path, env: Mapping[str, str]
             if got.get("ok"):
                 return got
             from cryocloud.errors import ConfigError, SubmissionError
-            from cryocloud.service import JobFolderBusy
+            from cryocloud.service import JobFolderBusy, LaunchRefused
 
             kinds: dict[str, type[CryocloudError]] = {
-                "ConfigError": ConfigError, "SubmissionError": SubmissionError, "JobFolderBusy": JobFolderBusy}
+                "ConfigError": ConfigError, "SubmissionError": SubmissionError, "JobFolderBusy": JobFolderBusy,
+                "LaunchRefused": LaunchRefused}
             kind = kinds.get(str(got.get("kind")), CryocloudError)
             raise kind(str(got.get("message")), str(got.get("hint") or ""))
         time.sleep(0.005)

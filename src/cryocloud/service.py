@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cryocloud.agent import control
@@ -25,6 +25,10 @@ class JobFolderBusy(SubmissionError):
     """The job folder already has an active job: refuse without touching that job's markers."""
 
 
+class LaunchRefused(SubmissionError):
+    """Recorded, then refused by the backend at launch (e.g. an unknown partition): already marked failed."""
+
+
 @dataclass(frozen=True)
 class Submitted:
     job: JobRow
@@ -38,6 +42,11 @@ def choose_profile(spec: JobSpec, settings: Settings) -> Profile:
     if spec.queue and (spec.queue in settings.profiles or spec.queue in BACKENDS):
         return settings.profile(spec.queue)
     return settings.profile(settings.general.default_profile)
+
+
+def _without_profile_queue(spec: JobSpec, profile: Profile) -> JobSpec:
+    """A Queue name that chose the profile has done its work; it is not also a partition."""
+    return replace(spec, queue="") if spec.queue == profile.name else spec
 
 
 def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
@@ -65,7 +74,7 @@ def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
     env = os.environ if env is None else env
     try:
         return _submit(script, cwd, settings or load_settings(dict(env)), env)
-    except JobFolderBusy:
+    except (JobFolderBusy, LaunchRefused):
         raise
     except CryocloudError as e:
         refuse_into_job(script, cwd, e)
@@ -90,6 +99,7 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
 def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str]) -> Submitted:
     spec = job_spec_from_script(script, cwd)
     profile = choose_profile(spec, settings)
+    spec = _without_profile_queue(spec, profile)
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     ledger = open_ledger(settings)
     try:
@@ -123,6 +133,9 @@ def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str])
         ensure_monitor(settings)
         row = ledger.job(job_id)
         assert row is not None
+        if row.state == "failed":  # the backend refused it at launch; run.err and the marker say so already
+            raise LaunchRefused(f"job {job_id} could not start on {profile.name}: {row.message}",
+                                f"see {spec.job_dir}run.err; `cryocloud status {job_id}`")
         return Submitted(row, profile)
     finally:
         ledger.close()

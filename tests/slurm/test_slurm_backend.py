@@ -222,7 +222,12 @@ def _ledger_states() -> list[str]:
 ])
 def test_bad_requests_are_refused_with_a_hint(slurm: Cluster, tmp_path: Path, kw: dict[str, object], needle: str,
                                               hint: str) -> None:
-    job = submit(tmp_path, "External/job001/", ["touch ran.txt"], **kw)
+    from cryocloud.service import LaunchRefused
+
+    with pytest.raises(LaunchRefused) as refused:  # the submitter is told, not "Submitted job 1"
+        submit(tmp_path, "External/job001/", ["touch ran.txt"], **kw)
+    assert needle in refused.value.message
+    job = 1
     assert job_state(job) == "failed"
     jd = tmp_path / "External/job001"
     assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
