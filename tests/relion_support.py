@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,24 @@ def run_job(project: Path, job_dir: str, env: dict[str, str] | None = None, time
     """relion_pipeliner --RunJobs: blocks until an exit marker appears; returns RELION's status for the job."""
     pipeliner(project, "--RunJobs", job_dir, "--sec_wait_after", "1", env=env, timeout=timeout)
     return process_status(project)[job_dir]
+
+
+def run_and_abort(project: Path, job_dir: str, after: str = "run_it001_data.star") -> str:
+    """Run the job and press RELION's Abort (touch RELION_JOB_ABORT_NOW) once `after` exists in its folder.
+    Returns RELION's status for the job."""
+    jd = project / job_dir
+
+    def abort_when_ready() -> None:
+        end = time.monotonic() + 300
+        while time.monotonic() < end and not (jd / after).exists():
+            time.sleep(0.2)
+        (jd / "RELION_JOB_ABORT_NOW").touch()  # what RELION's Abort button does
+
+    t = threading.Thread(target=abort_when_ready)
+    t.start()
+    status = run_job(project, job_dir)
+    t.join()
+    return status
 
 
 def process_status(project: Path) -> dict[str, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +11,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
-from relion_support import CLASS2D, add_job, relion_env, run_job
+from relion_support import CLASS2D, add_job, relion_env, run_and_abort, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,16 +44,7 @@ def test_abort_from_relion(demo_project: Path) -> None:
                   + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes")
     jd = demo_project / job
 
-    def abort_after_first_iteration() -> None:
-        end = time.monotonic() + 300
-        while time.monotonic() < end and not (jd / "run_it001_data.star").exists():
-            time.sleep(0.2)
-        (jd / "RELION_JOB_ABORT_NOW").touch()  # what RELION's Abort button does
-
-    t = threading.Thread(target=abort_after_first_iteration)
-    t.start()
-    status = run_job(demo_project, job)
-    t.join()
+    status = run_and_abort(demo_project, job)
     assert status == "aborted"
     assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
     assert not (jd / "run_it050_data.star").exists()

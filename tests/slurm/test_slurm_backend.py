@@ -265,7 +265,11 @@ def test_controller_down(slurm: Cluster, tmp_path: Path, monkeypatch: pytest.Mon
     dead.write_text("\n".join(f"SlurmctldPort={port}" if ln.startswith("SlurmctldPort=") else ln
                               for ln in text.splitlines()) + "\n")
     monkeypatch.setenv("SLURM_CONF", str(dead))
-    job = submit(tmp_path, "External/job001/", ["touch ran.txt"])
+    from cryocloud.service import LaunchRefused
+
+    with pytest.raises(LaunchRefused, match="controller does not answer"):
+        submit(tmp_path, "External/job001/", ["touch ran.txt"])
+    job = 1
     assert job_state(job) == "failed"
     jd = tmp_path / "External/job001"
     assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]

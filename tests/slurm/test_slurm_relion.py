@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 import mrcfile
@@ -16,7 +14,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
-from relion_support import CLASS2D, add_job, run_job
+from relion_support import CLASS2D, add_job, run_and_abort, run_job
 from slurm.conftest import Cluster
 from slurm.test_slurm_backend import ended, submit_fanout
 
@@ -60,16 +58,7 @@ def test_abort_from_relion_on_slurm(slurm: Cluster, demo_project: Path) -> None:
                   + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;queuename == slurm")
     jd = demo_project / job
 
-    def abort_after_first_iteration() -> None:
-        end = time.monotonic() + 300
-        while time.monotonic() < end and not (jd / "run_it001_data.star").exists():
-            time.sleep(0.2)
-        (jd / "RELION_JOB_ABORT_NOW").touch()  # what RELION's Abort button does
-
-    t = threading.Thread(target=abort_after_first_iteration)
-    t.start()
-    status = run_job(demo_project, job)
-    t.join()
+    status = run_and_abort(demo_project, job)
     assert status == "aborted"
     assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
     assert not (jd / "run_it050_data.star").exists()
