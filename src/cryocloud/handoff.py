@@ -1,103 +1,118 @@
 """Hand a submission to the running monitor, which has everything imported and answers in milliseconds.
 
-RELION waits for nothing, but every job pays the submit latency. When the user's monitor runs, `submit`
-drops a request file (script, folder, the submitter's environment minus secrets) into
-`$CRYOCLOUD_HOME/run/submit/` and waits for the answer; the monitor claims it by renaming it, runs the
-same `service.submit_script` a cold submit runs, and writes the answer. With no monitor, or if none
-claims the request within CLAIM_WAIT seconds, the caller does the work itself. Same function, same
-errors, same files either way.
+RELION waits for nothing, but every job pays the submit latency. The user's monitor listens on a Unix
+socket (`$CRYOCLOUD_HOME/run/submit.sock`, mode 0600). `submit` connects, sends the script, the folder and
+the submitter's environment minus secrets (over the socket: nothing is written for it), and reads the
+answer; the monitor runs the same `service.submit_script` a cold submit runs. No monitor listening: the
+caller does the work itself. Same function, same errors, same files either way.
 """
 
 from __future__ import annotations
 
-import os
-import time
+import contextlib
+import json
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryocloud.agent import control
 from cryocloud.agent.runner import job_environment
 from cryocloud.config import Settings
 from cryocloud.errors import CryocloudError
 
-CLAIM_WAIT = 2.0  # s for a live monitor to claim a request before the submitter does the work itself
-ANSWER_WAIT = 120.0  # s for the answer once claimed (input discovery of a huge project can take a while)
+ANSWER_WAIT = 120.0  # s for the answer (input discovery of a huge project can take a while)
+SOCKET_NAME = "submit.sock"
 
 
-def request_dir(settings: Settings) -> Path:
-    return settings.run_dir / "submit"
+def socket_path(settings: Settings) -> Path:
+    return settings.run_dir / SOCKET_NAME
 
 
-def monitor_alive(settings: Settings) -> bool:
-    from cryocloud.monitor import _lock
-
-    fd = _lock(settings)
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
+def _recv_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def hand_off(settings: Settings, script: Path, cwd: Path, env: Mapping[str, str]) -> dict[str, Any] | None:
-    """Ask the monitor to submit. None: no monitor took it (the caller submits). Raises what submit raises."""
-    if not monitor_alive(settings):
+    """Ask the monitor to submit. None: no monitor listens (the caller submits). Raises what submit raises."""
+    path = socket_path(settings)
+    if not path.exists():
         return None
-    folder = request_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    rid = f"{time.time_ns()}-{os.getpid()}"
-    req, taken, answer = folder / f"{rid}.req", folder / f"{rid}.taken", folder / f"{rid}.answer"
-    control.write_json(req, {"script": str(script), "cwd": str(cwd), "env": job_environment(env)})
-    deadline = time.monotonic() + CLAIM_WAIT
-    while req.exists() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    try:
-        req.rename(folder / f"{rid}.withdrawn")  # nobody claimed it: withdraw and do it here
-        (folder / f"{rid}.withdrawn").unlink()
-        return None
-    except FileNotFoundError:
-        pass  # claimed
-    deadline = time.monotonic() + ANSWER_WAIT
-    while time.monotonic() < deadline:
-        got = control.read_json(answer)
-        if got is not None:
-            answer.unlink(missing_ok=True)
-            if got.get("ok"):
-                return got
-            from cryocloud.errors import ConfigError, SubmissionError
-            from cryocloud.service import JobFolderBusy, LaunchRefused
-
-            kinds: dict[str, type[CryocloudError]] = {
-                "ConfigError": ConfigError, "SubmissionError": SubmissionError, "JobFolderBusy": JobFolderBusy,
-                "LaunchRefused": LaunchRefused}
-            kind = kinds.get(str(got.get("kind")), CryocloudError)
-            raise kind(str(got.get("message")), str(got.get("hint") or ""))
-        time.sleep(0.005)
-    taken.unlink(missing_ok=True)
-    raise CryocloudError("the monitor took the submission but did not answer in time",
-                         "check `cryocloud status` before submitting again")
-
-
-def serve_requests(settings: Settings) -> int:
-    """In the monitor: claim and run every pending request. Returns how many were served."""
-    folder = request_dir(settings)
-    try:
-        pending = sorted(p for p in folder.iterdir() if p.suffix == ".req")
-    except FileNotFoundError:
-        return 0
-    served = 0
-    for req in pending:
-        taken = req.with_suffix(".taken")
+    request = {"script": str(script), "cwd": str(cwd), "env": job_environment(env)}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         try:
-            req.rename(taken)
-        except FileNotFoundError:
-            continue  # withdrawn by its submitter
-        answer = req.with_suffix(".answer")
-        data = control.read_json(taken) or {}
-        taken.unlink(missing_ok=True)
-        control.write_json(answer, _serve(data))
-        served += 1
-    return served
+            conn.connect(str(path))
+        except OSError:  # a stale socket of a monitor that is gone, or a path too long for a socket
+            return None
+        conn.settimeout(ANSWER_WAIT)
+        try:
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            raw = _recv_all(conn)
+        except OSError:
+            raw = b""
+    if not raw:
+        raise CryocloudError("the monitor took the submission but did not answer",
+                             "check `cryocloud status` before submitting again")
+    got: dict[str, Any] = json.loads(raw)
+    if got.get("ok"):
+        return got
+    from cryocloud.errors import ConfigError, SubmissionError
+    from cryocloud.service import JobFolderBusy, LaunchRefused
+
+    kinds: dict[str, type[CryocloudError]] = {
+        "ConfigError": ConfigError, "SubmissionError": SubmissionError, "JobFolderBusy": JobFolderBusy,
+        "LaunchRefused": LaunchRefused}
+    raise kinds.get(str(got.get("kind")), CryocloudError)(str(got.get("message")), str(got.get("hint") or ""))
+
+
+def listen(settings: Settings) -> socket.socket | None:
+    """In the monitor (which holds the lock): the listening socket, or None where sockets cannot be made."""
+    path = socket_path(settings)
+    path.unlink(missing_ok=True)  # left by a monitor that was killed
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o600)
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def serve_one(sock: socket.socket) -> None:
+    """Answer one waiting submitter."""
+    conn, _ = sock.accept()
+    _answer(conn)
+
+
+def close(settings: Settings, sock: socket.socket) -> None:
+    """Stop listening, then answer whoever connected meanwhile, so no submitter is left without an answer."""
+    socket_path(settings).unlink(missing_ok=True)
+    sock.setblocking(False)
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except OSError:  # nobody waiting (BlockingIOError) or the socket is gone
+            break
+        conn.setblocking(True)
+        _answer(conn)
+    sock.close()
+
+
+def _answer(conn: socket.socket) -> None:
+    with conn:
+        conn.settimeout(10.0)
+        try:
+            request = json.loads(_recv_all(conn))
+        except (OSError, ValueError):
+            return
+        answer = _serve(request)
+        with contextlib.suppress(OSError):  # the submitter gave up; the job is recorded either way
+            conn.sendall(json.dumps(answer).encode())
 
 
 def _serve(data: dict[str, Any]) -> dict[str, Any]:

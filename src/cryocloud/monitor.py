@@ -28,7 +28,6 @@ from cryocloud.ledger import JobRow, Ledger
 from cryocloud.proc import pid_alive, spawn_detached
 
 STARTED = ("starting", "running")
-REQUEST_POLL = 0.02  # s between looks for handed-off submissions
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -217,8 +216,10 @@ def _reap_children() -> None:
 
 def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic) -> int:
     """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds."""
+    import select
+
+    from cryocloud import handoff
     from cryocloud.config import load_settings
-    from cryocloud.handoff import serve_requests
 
     fd = _lock(settings)
     if fd is None:
@@ -227,31 +228,48 @@ def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic)
     os.write(fd, str(os.getpid()).encode())
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    sock = handoff.listen(settings)
+    _warm_up()
     ledger = open_ledger(settings)
     last_busy, next_pass = clock(), 0.0
     try:
         while not stop:
-            if serve_requests(settings):
-                last_busy = clock()
-            if clock() >= next_pass:
-                try:
-                    settings = load_settings()  # config edits apply without a restart
-                except CryocloudError as e:
-                    print(stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
-                reconcile(settings, ledger)
-                dispatch(settings, ledger)
-                _reap_children()
-                if has_active(ledger):
+            wait = max(0.0, next_pass - clock())
+            if sock is not None:
+                ready, _, _ = select.select([sock], [], [], wait)
+                if ready:
+                    handoff.serve_one(sock)
                     last_busy = clock()
-                elif clock() - last_busy > settings.local.monitor_linger:
-                    return 0
-                next_pass = clock() + settings.local.poll_seconds
-            time.sleep(REQUEST_POLL)
+                    continue
+            else:
+                time.sleep(wait)
+            try:
+                settings = load_settings()  # config edits apply without a restart
+            except CryocloudError as e:
+                print(stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
+            reconcile(settings, ledger)
+            dispatch(settings, ledger)
+            _reap_children()
+            if has_active(ledger):
+                last_busy = clock()
+            elif clock() - last_busy > settings.local.monitor_linger:
+                return 0
+            next_pass = clock() + settings.local.poll_seconds
         return 0
     finally:
+        if sock is not None:
+            handoff.close(settings, sock)
         ledger.close()
         os.ftruncate(fd, 0)
         os.close(fd)
+
+
+def _warm_up() -> None:
+    """Import what a submission needs now, so the first handed-off submission is as fast as the rest."""
+    import starfile  # noqa: F401
+
+    import cryocloud.jobs.relion
+    import cryocloud.service  # noqa: F401
 
 
 if __name__ == "__main__":

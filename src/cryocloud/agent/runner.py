@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -24,7 +25,7 @@ from cryocloud.jobs.markers import FAMILIES, MarkerFamily
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.proc import start_process_group
 
-POLL = 0.1  # seconds between checks of the process and the abort file
+POLL = 0.25  # seconds between checks of the abort file and signals (the command's exit is seen at once)
 ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop on its own before SIGTERM
 KILL_GRACE = 5.0  # SIGTERM -> SIGKILL
 MPI_PROGRAM = re.compile(r"^(?:`which\s+)?(?:\S*/)?relion_\w+_mpi\b")
@@ -104,23 +105,25 @@ class Runner:
         proc = start_process_group(["bash", "-c", cmd], cwd=self.project, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
-        while True:
-            try:
-                rc = proc.wait(timeout=POLL)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if self._abort_requested():
-                self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
-                self._stop(proc, ABORT_GRACE.get(self.spec.client, 0.0))
-                return Outcome("aborted", proc.returncode, "aborted on request")
-            if self.terminated:
-                cancelled = self._cancel_requested()
-                self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
-                self._stop(proc, 0.0)
-                if cancelled:
-                    return Outcome("aborted", proc.returncode, "cancelled")
-                return Outcome("failed", proc.returncode, "the agent was terminated")
+        pidfd = os.pidfd_open(proc.pid)  # readable when the command exits: no busy polling during long jobs
+        try:
+            while True:
+                if select.select([pidfd], [], [], POLL)[0]:
+                    rc = proc.wait()
+                    break
+                if self._abort_requested():
+                    self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
+                    self._stop(proc, ABORT_GRACE.get(self.spec.client, 0.0))
+                    return Outcome("aborted", proc.returncode, "aborted on request")
+                if self.terminated:
+                    cancelled = self._cancel_requested()
+                    self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
+                    self._stop(proc, 0.0)
+                    if cancelled:
+                        return Outcome("aborted", proc.returncode, "cancelled")
+                    return Outcome("failed", proc.returncode, "the agent was terminated")
+        finally:
+            os.close(pidfd)
         if rc != 0 and self._cancel_requested():
             # a scheduler's cancel (scancel) signals the whole job at once: the command may die before we see it
             self.log("cancelled by the user; the job was stopped")
