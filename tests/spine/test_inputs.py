@@ -83,3 +83,10 @@ def test_malformed_star_is_a_clear_error(project: Path) -> None:
     (project / "bad.star").write_text("data_\nloop_\n_rlnImageName #1\n_rlnFoo #2\nonly_one_value\n\x00\x01garbage")
     with pytest.raises(SubmissionError, match="not a readable STAR file"):
         discover_inputs(project, "Class2D/job006/", ["x --i bad.star"])
+
+
+@pytest.mark.parametrize("content", [b"garbage here\nnot star at all\n", b"data_\nloop_\n_rlnImageName #1\n\x00\x01\xff"])
+def test_files_without_star_blocks_are_refused(project: Path, content: bytes) -> None:
+    (project / "bad.star").write_bytes(content)
+    with pytest.raises(SubmissionError, match="not a readable STAR file"):
+        discover_inputs(project, "Class2D/job006/", ["x --i bad.star"])

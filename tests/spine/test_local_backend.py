@@ -138,6 +138,7 @@ def _ledger_rows() -> int:
     ("config_typo", "unknown key"),
     ("not_relion", "not made from cryocloud's template"),
     ("missing_input", "missing file"),
+    ("malformed_star", "not a readable STAR file"),
 ])
 def test_refusals_tell_relion_and_leave_no_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str], setup: str, needle: str) -> None:
@@ -150,6 +151,10 @@ def test_refusals_tell_relion_and_leave_no_job(tmp_path: Path, monkeypatch: pyte
         (home / "config.toml").write_text("[local]\ncpuz = 2\n")
     if setup == "missing_input":
         cmds = ["relion_refine --i Extract/job001/nothere.star --o Class2D/job002/run"]
+    if setup == "malformed_star":
+        (tmp_path / "Extract/job001").mkdir(parents=True)
+        (tmp_path / "Extract/job001/parts.star").write_bytes(b"data_\nloop_\n_rlnImageName #1\n\x00\x01\xff")
+        cmds = ["relion_refine --i Extract/job001/parts.star --o Class2D/job002/run"]
     script = make_job(tmp_path, "Class2D/job002/", cmds)
     if setup == "not_relion":
         script.write_text("#!/bin/bash\n#SBATCH -n 2\nrelion_refine --i x\n")

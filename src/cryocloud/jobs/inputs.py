@@ -44,13 +44,17 @@ NUMBERED_IMAGE = re.compile(r"^\d+@")
 def _read_star(path: Path) -> dict[str, Any]:
     import starfile
 
+    hint = "check the file RELION wrote, or re-run the job that produced it"
     try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if b"\0" in head:
+            raise ValueError("binary content")
         data = starfile.read(path, always_dict=True)
     except Exception as e:  # starfile raises assorted errors on malformed input
-        raise SubmissionError(
-            f"{path}: not a readable STAR file ({type(e).__name__}: {e})",
-            "check the file RELION wrote, or re-run the job that produced it",
-        ) from None
+        raise SubmissionError(f"{path}: not a readable STAR file ({type(e).__name__}: {e})", hint) from None
+    if not data and path.stat().st_size:
+        raise SubmissionError(f"{path}: not a readable STAR file (no data block in it)", hint)
     return dict(data)
 
 
