@@ -12,7 +12,7 @@ from cryocloud.planner.catalog import Catalog
 from cryocloud.planner.today import reprice
 from cryocloud.planner.workflow import parse_workflow
 
-# The founding table (../shared/reference/seed-empiar10061-costs.csv), copied so the test stands alone.
+# The founding table (examples/empiar10061-founding-costs.csv), inline so the test stands alone.
 SEED = """# comment lines are skipped
 step,ws_total_h,ws_elapsed_days,aws_total_h,aws_elapsed_days,aws_data_moving_h,aws_job_running_h,aws_ec2_cost_usd,aws_num_vms,aws_vm_type,aws_vm_usd_per_h
 Movie alignment,34.0,1,13.26,1,11.06,2.20,146.72,5,x1.32xlarge,13.34
@@ -33,7 +33,7 @@ Totals,114.7,10,54.5,5,19.4,35.1,1378.15,,,
 COMPUTED = {"Movie alignment": "146.74", "Autopick": "9.36", "CTF Estimation": "4.75", "Extract": "1.04",
             "2D classification": "61.92", "Movie extract": "179.73", "Movie-refine": "64.70", "Polish": "90.71",
             "3D classification": "44.42"}
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "seed-empiar10061-costs.csv"
+REFERENCE = Path(__file__).resolve().parents[2] / "examples" / "empiar10061-founding-costs.csv"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,6 @@ def test_founding_table_to_the_cent(cat: Catalog) -> None:
     assert wf.unpriced == ["Rosetta (6x c4.8xlarge): no hours given"]
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="reference folder not mounted")
 def test_reference_file_reads_the_same(cat: Catalog) -> None:
     wf = parse_workflow(REFERENCE.read_text(), str(REFERENCE), cat)
     assert wf.recorded_ec2 == Decimal("688.15") and wf.table_total_usd == Decimal("1378.15")
