@@ -77,9 +77,14 @@ def costs(as_json: bool, as_csv: bool, by: str, project: str | None, user: str |
     if by != "job":
         table(f"cryocloud costs by {by}", [by, "jobs", "wall", "USD"],
               [[r[by], r["jobs"], hms(r["wall_seconds"]), f"{r['cost_usd']:.4f}"] for r in rows])
-        click.echo(f"total: {total:.2f} USD")
+        click.echo(f"total: {_usd(total)} USD")
         return
     table("cryocloud costs", ["id", "job", "type", "backend", "machine", "state", "wall", "USD/h", "USD"], [
         [r["id"], r["job"], r["type"], r["backend"], r["machine"], r["state"], hms(r["wall_seconds"]),
          f"{r['usd_per_hour']:.2f}", f"{r['cost_usd']:.4f}"] for r in rows])
-    click.echo(f"total: {total:.2f} USD over {len(rows)} job(s)")
+    click.echo(f"total: {_usd(total)} USD over {len(rows)} job(s)")
+
+
+def _usd(value: float) -> str:
+    """Cents for real money; more digits for the fractions of a cent that small local jobs cost."""
+    return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.4f}"
