@@ -67,7 +67,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Start here, in a RELION project folder:
       cryocloud relion setup         # prints what to put in RELION's Running tab
-      cryocloud status               # every job, its state and cost
+      cryocloud status               # every job, where it runs, its state and wall time
       cryocloud costs                # what each job cost
 
     State lives in $CRYOCLOUD_HOME (default ~/.local/share/cryocloud); settings in
