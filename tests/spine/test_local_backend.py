@@ -224,3 +224,17 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
     err = capsys.readouterr().err
     assert "missing file" in err and "hint:" in err
     assert markers(tmp_path / "Class2D/job003") == ["RELION_JOB_EXIT_FAILURE"]
+
+
+def test_job_folder_deleted_while_running_ends_failed_and_the_monitor_survives(tmp_path: Path) -> None:
+    import shutil
+
+    job = submit(tmp_path, "External/job001/", ["sleep 300"])
+    agent_json = tmp_path / f"External/job001/.cryocloud/job{job}/agent.json"
+    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
+    pgid = json.loads(agent_json.read_text())["child_pgid"]
+    shutil.rmtree(tmp_path / "External/job001")
+    os.killpg(pgid, signal.SIGKILL)  # the job's command dies with its folder gone
+    assert ended(job) == "failed"
+    later = submit(tmp_path, "External/job002/", ["true"])
+    assert ended(later) == "succeeded"

@@ -31,7 +31,10 @@ class MarkerFamily:
         """Write the marker for `state` unless one exists already. True if written."""
         if self.existing(job_dir) is not None:
             return False
-        (job_dir / self.for_state(state)).touch()
+        try:
+            (job_dir / self.for_state(state)).touch()
+        except FileNotFoundError:  # the user deleted the job folder: nobody is left to tell
+            return False
         return True
 
     def clear(self, job_dir: Path) -> None:
