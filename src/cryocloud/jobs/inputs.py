@@ -8,6 +8,7 @@ optimiser -> model, data, sampling, masks). Paths resolve against the project fo
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import re
@@ -23,12 +24,13 @@ from cryocloud.jobs.spec import InputFile
 PATH_LABELS = frozenset({
     "rlnImageName", "rlnReconstructImageName", "rlnMicrographName", "rlnMicrographNameNoDW",
     "rlnMicrographMovieName", "rlnMicrographMetadata", "rlnMicrographGainName", "rlnMicrographDefectFile",
-    "rlnMtfFileName", "rlnCtfImage", "rlnReferenceImage", "rlnMaskName", "rlnSolventMaskName",
+    "rlnMtfFileName", "rlnReferenceImage", "rlnMaskName", "rlnSolventMaskName",
     "rlnSolventMask2Name", "rlnBodyMaskName", "rlnBodyReferenceName", "rlnModelStarFile",
     "rlnModelStarFile2", "rlnExperimentalDataStarFile", "rlnOrientSamplingStarFile",
-    "rlnMicrographCoordinates", "rlnPipeLineNodeName",
+    "rlnMicrographCoordinates", "rlnUnfilteredMapHalf1", "rlnUnfilteredMapHalf2",
 })
-PARTICLE_LABELS = frozenset({"rlnImageName", "rlnReconstructImageName", "rlnCtfImage"})
+# (rlnCtfImage, CTFFIND's diagnostic spectra, is left out: no job reads it back.)
+PARTICLE_LABELS = frozenset({"rlnImageName", "rlnReconstructImageName"})
 # Files that are never inputs (diagnostics written next to inputs).
 SKIP_SUFFIXES = (".log", ".pdf", ".eps")
 # Command-line flags followed by a path the program reads (RELION 3.1-5.0 programs).
@@ -39,6 +41,12 @@ INPUT_FLAGS = frozenset({
     "--in_model", "--opt", "--ini_model", "--fn_mtf", "--fn_cont", "--particles",
 })
 NUMBERED_IMAGE = re.compile(r"^\d+@")
+TYPE_SUFFIX = re.compile(r":(mrcs?|tiff?|eer|spi)$")  # RELION's "file.ctf:mrc" names a file and its type
+GLOB = re.compile(r"[*?\[]")
+# A file that implies its companion: RELION reads half2 wherever it is given half1 (PostProcess, LocalRes).
+COMPANIONS = (("_half1_", "_half2_"),)
+# RELION 3.1's coords_suffix_<name>.star is a one-line text file naming the micrographs STAR, not a STAR file.
+COORDS_SUFFIX = re.compile(r"(^|/)coords_suffix_[^/]*\.star$")
 
 
 def _read_star(path: Path) -> dict[str, Any]:
@@ -103,6 +111,10 @@ def command_inputs(commands: Iterable[str]) -> list[str]:
         for flag, value in itertools.pairwise(words):
             if flag in INPUT_FLAGS and value and not value.startswith("--"):
                 out.append(value)
+        if "--coord_dir" in words and "--coord_suffix" in words:  # Extract: <dir>/<micrograph><suffix>
+            folder = words[words.index("--coord_dir") + 1].rstrip("/")
+            suffix = words[words.index("--coord_suffix") + 1]
+            out.append(f"{folder}/**/*{suffix}")
     return out
 
 
@@ -115,9 +127,18 @@ def discover_inputs(project: Path, job_dir: str, commands: list[str]) -> list[In
     queue: list[tuple[str, str]] = [(s, "the job's command line or pipeline") for s in seeds]
     while queue:
         name, named_by = queue.pop()
-        name = NUMBERED_IMAGE.sub("", name.strip())
+        name = TYPE_SUFFIX.sub("", NUMBERED_IMAGE.sub("", name.strip()))
         if not name:
             continue
+        if GLOB.search(name):  # relion_import's --i "Movies/*.tif", Extract's coordinate files
+            matches = sorted(glob.glob(name, root_dir=project, recursive=True))
+            if not matches:
+                missing.append((f"{name} (no file matches)", named_by))
+            queue.extend((m, named_by) for m in matches)
+            continue
+        for first, second in COMPANIONS:
+            if first in name:
+                queue.append((name.replace(first, second), f"{named_by}, as the companion of {name}"))
         path = Path(name) if os.path.isabs(name) else project / name
         key = _project_relative(path, project)
         if key in seen or name.endswith(SKIP_SUFFIXES):
@@ -134,7 +155,9 @@ def discover_inputs(project: Path, job_dir: str, commands: list[str]) -> list[In
         if path.is_dir():
             continue
         seen[key] = size
-        if path.suffix == ".star":
+        if COORDS_SUFFIX.search(name):
+            queue.append((path.read_text(errors="replace").strip().split("\n")[0], key))
+        elif path.suffix == ".star":
             for block in _read_star(path).values():
                 queue.extend((v, key) for v in _values(block))
     if missing:
