@@ -1,11 +1,17 @@
 """Fixtures for the storage tests: a real S3 server (scripts/s3-server) for the session, a fresh bucket per
-test, and the `store` fixture that runs a test once on the local-folder store and once on S3."""
+test, and the `store` fixture that runs a test once on the local-folder store and once on S3.
+
+SeaweedFS implements no lifecycle API, so lifecycle rules and object tags are exercised against the moto
+server (`moto_server`, from moto[server]), started by the `moto_server` fixture and stopped by its pid."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +20,7 @@ from typing import Any
 import pytest
 
 from cryocloud.errors import CryocloudError
-from cryocloud.proc import run_command
+from cryocloud.proc import pid_alive, run_command, spawn_detached
 from cryocloud.storage.base import ObjectStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +45,86 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         pytest.skip(f"cannot start the S3 server: {e}")
     yield state
     server_cmd("stop", d)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM the pid we started, SIGKILL after 10 s; reap it (it is our child)."""
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A moto server on loopback (it implements lifecycle rules and object tags; SeaweedFS does not)."""
+    import boto3
+
+    exe = Path(sys.executable).parent / "moto_server"
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    state = {"endpoint_url": f"http://127.0.0.1:{port}", "access_key": "motokey", "secret_key": "motosecret"}
+    try:
+        pid = spawn_detached([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    except CryocloudError as e:
+        if IN_CI:
+            pytest.fail(f"cannot start the moto server: {e}")
+        pytest.skip(f"cannot start the moto server (pip install 'moto[server]'): {e}")
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=state["endpoint_url"], region_name="us-east-1",
+        aws_access_key_id=state["access_key"], aws_secret_access_key=state["secret_key"],
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception as e:
+            if time.monotonic() > deadline or not pid_alive(pid):
+                _stop(pid)
+                msg = f"the moto server did not answer on port {port}: {e}; log: {log.read_text()[-500:]}"
+                if IN_CI:
+                    pytest.fail(msg)
+                pytest.skip(msg)
+            time.sleep(0.1)
+    try:
+        yield state
+    finally:
+        _stop(pid)
+
+
+@pytest.fixture
+def moto_env(moto_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_server["access_key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_server["secret_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return moto_server
+
+
+@pytest.fixture
+def moto_store(moto_env: dict[str, Any]) -> Any:
+    from cryocloud.storage.s3 import S3Store
+
+    return S3Store(make_bucket(moto_env), "lab1")
 
 
 def make_bucket(state: dict[str, Any]) -> str:

@@ -101,3 +101,12 @@ def test_lifecycle_roundtrip(store: ObjectStore) -> None:
     assert store.get_lifecycle().get("cas/", {}).get("glacier") == 30
     store.set_lifecycle("cas/", {})
     assert "cas/" not in store.get_lifecycle()
+
+
+def test_put_with_tags(store: ObjectStore) -> None:
+    """Every store takes cryocloud's tags with a put; it keeps them (S3) or ignores them (a folder)."""
+    tags = {"cryocloud:owner": "alice", "cryocloud:project": "P", "cryocloud:job": "-", "cryocloud:expires": "never"}
+    run(store.put("t/1", b"x", tags=tags))
+    run(store.put("t/2", iter([b"a", b"b"]), size=2, tags=tags))
+    assert run(store.get("t/2")) == b"ab"
+    assert store.get_tags("t/1") in ({}, tags)

@@ -81,13 +81,13 @@ class ChangingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def put(self, key: str, data: Any, size: int | None = None) -> None:
+    async def put(self, key: str, data: Any, size: int | None = None, tags: dict[str, str] | None = None) -> None:
         if key.startswith("cas/b/") and self.times > 0:
             self.times -= 1
-            await self.inner.put(key, data, size)
+            await self.inner.put(key, data, size, tags)
             self.victim.write_bytes(os.urandom(4_000_000))
             return
-        await self.inner.put(key, data, size)
+        await self.inner.put(key, data, size, tags)
 
 
 def test_file_changing_during_upload_is_stored_as_sent(store: ObjectStore, tmp_path: Path) -> None:

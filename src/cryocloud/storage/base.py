@@ -48,13 +48,18 @@ class ObjectStore(Protocol):
     - `delete` of a missing key is not an error.
     - `check` raises a clear `CryocloudError` when the store is unreachable, the credentials are refused or
       the bucket does not exist; it is the first call of every transfer.
+    - `tags` (cryocloud:* tags, storage/tags.py) go with a `put` where the store supports object tags (S3);
+      a store without them accepts and ignores them (`get_tags` answers {}, `set_tags` does nothing).
+    - Lifecycle rules are keyed by scope: a prefix, or `prefix?key=value` for a rule that also filters on an
+      object tag (see `scope`). `set_lifecycle(prefix, {}, tags)` removes that rule.
     """
 
     url: str
 
     async def check(self) -> None: ...
 
-    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None: ...
+    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None,
+                  tags: dict[str, str] | None = None) -> None: ...
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
 
@@ -68,9 +73,23 @@ class ObjectStore(Protocol):
 
     async def delete(self, keys: Iterable[str]) -> None: ...
 
-    def set_lifecycle(self, prefix: str, rules: dict[str, int]) -> None: ...
+    def set_lifecycle(self, prefix: str, rules: dict[str, int], tags: dict[str, str] | None = None) -> None: ...
 
     def get_lifecycle(self) -> dict[str, dict[str, int]]: ...
+
+    def get_tags(self, key: str) -> dict[str, str]: ...
+
+    def set_tags(self, key: str, tags: dict[str, str]) -> None: ...
+
+
+def scope(prefix: str, tags: dict[str, str] | None = None) -> str:
+    """The key of a lifecycle rule in `get_lifecycle()`: its prefix, plus `?k=v&k2=v2` for tag filters."""
+    return prefix + ("?" + "&".join(f"{k}={v}" for k, v in sorted(tags.items())) if tags else "")
+
+
+def parse_scope(text: str) -> tuple[str, dict[str, str]]:
+    prefix, _, query = text.partition("?")
+    return prefix, dict(part.split("=", 1) for part in query.split("&") if "=" in part)
 
 
 def _open_local(url: str, settings: Settings | None) -> ObjectStore:

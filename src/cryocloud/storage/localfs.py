@@ -2,7 +2,8 @@
 
 Key `a/b/c` is the file `ROOT/a/b/c`. Writes go to `ROOT/.tmp/` first and are renamed into place, so a
 reader never sees a partial object. Lifecycle rules are recorded (in `ROOT/.lifecycle.json`) but a folder
-has no tiers: every object stays STANDARD.
+has no tiers: every object stays STANDARD. Object tags (cryocloud:*) are accepted and ignored: nothing here
+acts on them (no tiers, no tag-based cleanup), and a sidecar per object would double the files.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import ObjectInfo, ObjectNotFound
+from cryocloud.storage.base import ObjectInfo, ObjectNotFound, scope
 
 CHUNK = 8 << 20
 
@@ -45,7 +46,8 @@ class LocalFolderStore:
 
         await asyncio.to_thread(_check)
 
-    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None:
+    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None,
+                  tags: dict[str, str] | None = None) -> None:
         dest = self._path(key)
 
         def _put() -> None:
@@ -141,19 +143,25 @@ class LocalFolderStore:
 
         await asyncio.to_thread(_delete)
 
-    def set_lifecycle(self, prefix: str, rules: dict[str, int]) -> None:
+    def set_lifecycle(self, prefix: str, rules: dict[str, int], tags: dict[str, str] | None = None) -> None:
         path = self.root / ".lifecycle.json"
         current = self.get_lifecycle()
         if rules:
-            current[prefix] = rules
+            current[scope(prefix, tags)] = rules
         else:
-            current.pop(prefix, None)
+            current.pop(scope(prefix, tags), None)
         self.root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(current, indent=1, sort_keys=True))
 
     def get_lifecycle(self) -> dict[str, dict[str, int]]:
         path = self.root / ".lifecycle.json"
         return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        return {}
+
+    def set_tags(self, key: str, tags: dict[str, str]) -> None:
+        return None
 
 
 def _space_hint(e: OSError) -> str:

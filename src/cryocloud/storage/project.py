@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
+from cryocloud.storage import tags
 from cryocloud.storage.base import ObjectStore
 from cryocloud.storage.catalog import Sweep, collect, manifests
 from cryocloud.storage.manifest import check_name
@@ -32,7 +33,7 @@ def push_project(store: ObjectStore, folder: Path, name: str, progress: Progress
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return run(push_async(store, folder, name=f"{PROJECTS}{name}/{version}", keep_links=True,
                           exclude=ABORT_FILES, meta={"project": name},
-                          progress=progress))
+                          progress=progress, tags=tags.make(name)))
 
 
 def list_projects(store: ObjectStore, name: str = "") -> dict[str, list[str]]:

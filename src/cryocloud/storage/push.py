@@ -56,8 +56,10 @@ class PushResult:
 
 
 class _Push:
-    def __init__(self, store: ObjectStore, tuning: Tuning, progress: Progress) -> None:
+    def __init__(self, store: ObjectStore, tuning: Tuning, progress: Progress,
+                 tags: dict[str, str] | None = None) -> None:
         self.store = store
+        self.tags = tags or None  # cryocloud:* tags on every object this push uploads
         self.tuning = tuning
         self.progress = progress
         self.uploaded_objects = 0
@@ -114,7 +116,7 @@ class _Push:
                     if valid is None:
                         continue
                     before = b
-                await self.store.put(blob_key(sha), Path(f.path), size=before.st_size)
+                await self.store.put(blob_key(sha), Path(f.path), size=before.st_size, tags=self.tags)
                 after = os.stat(f.path)
             except FileNotFoundError:
                 raise CryocloudError(f"{f.rel} vanished while it was uploading", "push again") from None
@@ -147,10 +149,10 @@ class _Push:
         pack = hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
         data = await asyncio.to_thread(b"".join, [r.data for r in members])
         async with slots:
-            await self.store.put(pack_key(pack), data, size=len(data))
+            await self.store.put(pack_key(pack), data, size=len(data), tags=self.tags)
         body = json.dumps({"pack": pack, "files": entries}).encode()
         await asyncio.gather(self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}"),
-                             self.store.put(packidx_key(pack), body))
+                             self.store.put(packidx_key(pack), body, tags=self.tags))
         index.add(pack, entries)
         self.uploaded_objects += 1
         self.uploaded_bytes += len(data)
@@ -216,8 +218,11 @@ def _batches(files: list[LocalFile], size: int) -> list[list[LocalFile]]:
 async def push_async(
     store: ObjectStore, root: Path, paths: list[Path] | None = None, *, name: str, keep_links: bool = True,
     exclude: frozenset[str] = frozenset(), meta: dict[str, str] | None = None,
-    tuning: Tuning | None = None, progress: Progress | None = None,
+    tuning: Tuning | None = None, progress: Progress | None = None, tags: dict[str, str] | None = None,
 ) -> PushResult:
+    """`tags`: the cryocloud:* tags (storage/tags.py) for every object uploaded; default: owner only."""
+    from cryocloud.storage import tags as tagging
+
     tuning = tuning or Tuning()
     progress = progress or NullProgress()
     key = manifest_key(name)
@@ -229,7 +234,7 @@ async def push_async(
         await asyncio.gather(scanning, return_exceptions=True)
         raise
     found = await scanning
-    p = _Push(store, tuning, progress)
+    p = _Push(store, tuning, progress, tags if tags is not None else tagging.make())
     cdir = cache_dir()
     cache, index = StatCache(cdir / "stat.sqlite"), PackIndex(cdir, store.url)
     try:
@@ -240,7 +245,7 @@ async def push_async(
         if reused - await p.existing(reused):  # a cleanup removed something we counted on meanwhile
             raise CryocloudError(f"objects in {store.url} vanished during the push (a cleanup ran?)",
                                  "push again: it uploads what is missing")
-        written = await _write_manifest(store, key, manifest)
+        written = await _write_manifest(store, key, manifest, p.tags)
     finally:
         cache.close()
         index.close()
@@ -392,18 +397,19 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     return entries, sent
 
 
-async def _write_manifest(store: ObjectStore, key: str, manifest: Manifest) -> bool:
+async def _write_manifest(store: ObjectStore, key: str, manifest: Manifest, tags: dict[str, str] | None) -> bool:
     if await store.head(key):
         old = Manifest.from_json(await store.get(key), key)
         if old.content() == manifest.content():
             return False
-    await store.put(key, manifest.to_json())
+    await store.put(key, manifest.to_json(), tags=tags)
     return True
 
 
 def push(store: ObjectStore, root: Path, paths: list[Path] | None = None, *, name: str, keep_links: bool = True,
          exclude: frozenset[str] = frozenset(), meta: dict[str, str] | None = None,
-         tuning: Tuning | None = None, progress: Progress | None = None) -> PushResult:
+         tuning: Tuning | None = None, progress: Progress | None = None,
+         tags: dict[str, str] | None = None) -> PushResult:
     """Upload `paths` under `root` (default: all of it) by content; the manifest is stored under `name`."""
     return run(push_async(store, root, paths, name=name, keep_links=keep_links, exclude=exclude, meta=meta,
-                          tuning=tuning, progress=progress))
+                          tuning=tuning, progress=progress, tags=tags))

@@ -10,6 +10,7 @@ calls, which saves ~0.2 s of start-up on every transfer. The endpoint is, first 
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import ObjectInfo, ObjectNotFound
+from cryocloud.storage.base import ObjectInfo, ObjectNotFound, scope
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
@@ -165,22 +166,24 @@ class S3Store:
                 raise self._no_bucket() from None
             self._raise(e, "checking", self.url)
 
-    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None) -> None:
+    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None,
+                  tags: dict[str, str] | None = None) -> None:
         import obstore
 
+        tagset = tags or None  # sent as x-amz-tagging with the PUT (or CreateMultipartUpload)
         try:
             if isinstance(data, Path):  # read natively by obstore, in parts, several in flight
                 await obstore.put_async(
                     self._store, key, data, use_multipart=data.stat().st_size > PART_SIZE,
-                    chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY,
+                    chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY, tags=tagset,
                 )
             elif isinstance(data, bytes | bytearray | memoryview) or (size is not None and size <= PART_SIZE):
                 body = data if isinstance(data, bytes | bytearray | memoryview) else b"".join(data)
-                await obstore.put_async(self._store, key, body, use_multipart=False)
+                await obstore.put_async(self._store, key, body, use_multipart=False, tags=tagset)
             else:
                 await obstore.put_async(
                     self._store, key, _rechunk(data, PART_SIZE), use_multipart=True,
-                    chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY,
+                    chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY, tags=tagset,
                 )
         except CryocloudError:
             raise
@@ -271,37 +274,43 @@ class S3Store:
         except be.ClientError as e:
             self._raise(e, "listing of", prefix)
 
-    def get_lifecycle(self) -> dict[str, dict[str, int]]:
+    def _rules(self) -> builtins.list[dict[str, Any]]:
         import botocore.exceptions as be
 
         try:
-            rules = self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+            return list(self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"])
         except be.ClientError as e:
             if "NoSuchLifecycleConfiguration" in str(e) or "NotImplemented" in str(e):
-                return {}
+                return []
             self._raise(e, "reading lifecycle of", self.bucket)
+
+    def get_lifecycle(self) -> dict[str, dict[str, int]]:
+        """cryocloud's rules under this store's prefix, keyed by `base.scope` (prefix relative to the store)."""
         out: dict[str, dict[str, int]] = {}
         back = {v: k for k, v in TIER_CLASSES.items()}
-        for rule in rules:
-            prefix = str(rule.get("Filter", {}).get("Prefix", rule.get("Prefix", "")))
-            entry = out.setdefault(prefix, {})
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        for rule in self._rules():
+            full, tags = _filter_of(rule)
+            if self.prefix and not full.startswith(self.prefix + "/"):
+                continue
+            entry = out.setdefault(scope(full[cut:], tags), {})
             for t in rule.get("Transitions", []):
                 entry[back.get(str(t.get("StorageClass")), str(t.get("StorageClass")))] = int(t.get("Days", 0))
             if "Expiration" in rule and "Days" in rule["Expiration"]:
                 entry["expire"] = int(rule["Expiration"]["Days"])
         return out
 
-    def set_lifecycle(self, prefix: str, rules: dict[str, int]) -> None:
-        """Replace the lifecycle rule for `prefix` (relative to the store): {tier: days, 'expire': days}."""
+    def set_lifecycle(self, prefix: str, rules: dict[str, int], tags: dict[str, str] | None = None) -> None:
+        """Replace the lifecycle rule for `prefix` (relative to the store) and `tags` (all must match):
+        {tier: days, 'expire': days}; {} removes it. Other rules in the bucket (other prefixes, other
+        tools' rules) are kept as they are."""
         import botocore.exceptions as be
 
         full = self._key(prefix)
-        current = {self._key(p) if p else p: r for p, r in self.get_lifecycle().items()}
+        want = scope(full, tags)
+        body = [r for r in self._rules() if scope(*_filter_of(r)) != want]
         if rules:
-            current[full] = rules
-        else:
-            current.pop(full, None)
-        body = [_rule(p, r) for p, r in sorted(current.items())]
+            body.append(_rule(full, rules, tags or {}))
         try:
             if body:
                 self._client.put_bucket_lifecycle_configuration(
@@ -317,9 +326,53 @@ class S3Store:
                 ) from None
             self._raise(e, "setting lifecycle of", self.bucket)
 
+    # --- object tags (boto3: obstore sends tags with a PUT but cannot read or change them) ---------------
+    def get_tags(self, key: str) -> dict[str, str]:
+        import botocore.exceptions as be
 
-def _rule(prefix: str, rules: dict[str, int]) -> dict[str, Any]:
-    rule: dict[str, Any] = {"ID": f"cryocloud:{prefix or 'all'}", "Status": "Enabled", "Filter": {"Prefix": prefix}}
+        try:
+            got = self._client.get_object_tagging(Bucket=self.bucket, Key=self._key(key))
+        except be.ClientError as e:
+            if "NoSuchKey" in str(e) or "404" in str(e):
+                raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
+            self._raise(e, "reading tags of", key)
+        return {str(t["Key"]): str(t["Value"]) for t in got.get("TagSet", [])}
+
+    def set_tags(self, key: str, tags: dict[str, str]) -> None:
+        """Replace the object's whole tag set (S3 has no per-tag update)."""
+        import botocore.exceptions as be
+
+        try:
+            self._client.put_object_tagging(
+                Bucket=self.bucket, Key=self._key(key),
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+            )
+        except be.ClientError as e:
+            if "NoSuchKey" in str(e):
+                raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
+            self._raise(e, "tagging", key)
+
+
+def _filter_of(rule: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(prefix, tags) a rule applies to, whatever form its filter takes."""
+    f = rule.get("Filter", {})
+    tags: dict[str, str] = {}
+    if "And" in f:
+        prefix = str(f["And"].get("Prefix", ""))
+        tags = {str(t["Key"]): str(t["Value"]) for t in f["And"].get("Tags", [])}
+    else:
+        prefix = str(f.get("Prefix", rule.get("Prefix", "")))
+        if "Tag" in f:
+            tags = {str(f["Tag"]["Key"]): str(f["Tag"]["Value"])}
+    return prefix, tags
+
+
+def _rule(prefix: str, rules: dict[str, int], tags: dict[str, str]) -> dict[str, Any]:
+    rule: dict[str, Any] = {"ID": f"cryocloud:{scope(prefix, tags) or 'all'}"[:255], "Status": "Enabled"}
+    if tags:
+        rule["Filter"] = {"And": {"Prefix": prefix, "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}}
+    else:
+        rule["Filter"] = {"Prefix": prefix}
     transitions = [
         {"Days": days, "StorageClass": TIER_CLASSES[tier]} for tier, days in rules.items() if tier in TIER_CLASSES
     ]

@@ -29,8 +29,12 @@ CONTROL_FILES = frozenset({
 
 async def stage_out_async(store: ObjectStore, project_dir: Path, paths: list[Path], name: str,
                           progress: Progress | None = None) -> PushResult:
+    from cryocloud.storage import tags
+
+    project = project_dir.resolve().name
+    labels = tags.for_job(name, project) if name.startswith("jobs/") else tags.make(project)
     return await push_async(store, project_dir, paths, name=name, keep_links=False, exclude=CONTROL_FILES,
-                            progress=progress)
+                            progress=progress, tags=labels)
 
 
 def stage_out(store: ObjectStore, project_dir: Path, paths: list[Path], name: str,
