@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,15 +74,48 @@ def spawn_detached(
     return p.pid
 
 
+class ProcessGroup:
+    """A job's command running in its own process group, watched without polling (Linux pidfd)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid  # also the process group id
+        self._fd = os.pidfd_open(popen.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code if the command ended within `timeout` seconds, else None."""
+        import select
+
+        if select.select([self._fd], [], [], timeout)[0]:
+            return self._popen.wait()
+        return None
+
+    def stop(self, grace: float, kill_grace: float = 5.0) -> None:
+        """Let it end by itself for `grace` s, then SIGTERM the group, then SIGKILL it after `kill_grace` s."""
+        for sig, wait in ((None, grace), (signal.SIGTERM, kill_grace), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, sig)
+            if self.wait(wait) is not None:
+                return
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 def start_process_group(
     argv: Sequence[str], *, cwd: str | os.PathLike[str], env: Mapping[str, str], stdout_path: Path, stderr_path: Path
-) -> subprocess.Popen[bytes]:
+) -> ProcessGroup:
     """Start a job's command in its own process group with output appended to the job's log files."""
     with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
-        return subprocess.Popen(
+        return ProcessGroup(subprocess.Popen(
             list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             start_new_session=True, close_fds=True,
-        )
+        ))
 
 
 def pid_alive(pid: int, started: float | None = None) -> bool:

@@ -7,14 +7,11 @@ result.json and the client's exit marker unless the program wrote its own.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import select
 import shlex
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,18 +82,6 @@ class Runner:
     def _abort_requested(self) -> bool:
         return (self.job_dir / self.family.abort_request).exists()
 
-    def _stop(self, proc: subprocess.Popen[bytes], grace: float) -> None:
-        """Let the job stop by itself for `grace` s, then SIGTERM its group, then SIGKILL."""
-        for sig, wait in ((None, grace), (signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
-            if sig is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
     def run_line(self, line: str, env: dict[str, str]) -> Outcome | None:
         """Run one command line; None if it succeeded, else how the job ends."""
         cmd = with_mpi(line, self.spec.resources.mpi, self.launcher)
@@ -105,25 +90,21 @@ class Runner:
         proc = start_process_group(["bash", "-c", cmd], cwd=self.project, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
-        pidfd = os.pidfd_open(proc.pid)  # readable when the command exits: no busy polling during long jobs
         try:
-            while True:
-                if select.select([pidfd], [], [], POLL)[0]:
-                    rc = proc.wait()
-                    break
+            while (rc := proc.wait(POLL)) is None:
                 if self._abort_requested():
                     self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
-                    self._stop(proc, ABORT_GRACE.get(self.spec.client, 0.0))
+                    proc.stop(ABORT_GRACE.get(self.spec.client, 0.0), KILL_GRACE)
                     return Outcome("aborted", proc.returncode, "aborted on request")
                 if self.terminated:
                     cancelled = self._cancel_requested()
                     self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
-                    self._stop(proc, 0.0)
+                    proc.stop(0.0, KILL_GRACE)
                     if cancelled:
                         return Outcome("aborted", proc.returncode, "cancelled")
                     return Outcome("failed", proc.returncode, "the agent was terminated")
         finally:
-            os.close(pidfd)
+            proc.close()
         if rc != 0 and self._cancel_requested():
             # a scheduler's cancel (scancel) signals the whole job at once: the command may die before we see it
             self.log("cancelled by the user; the job was stopped")
