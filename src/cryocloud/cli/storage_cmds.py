@@ -243,6 +243,87 @@ def project_ls(name: str, url: str) -> None:
             click.echo(f"{proj}  {len(snaps)} snapshots, latest {snaps[-1] if snaps else '-'}")
 
 
+@project.command(name="tier")
+@click.argument("name", default="")
+@click.option("--after", "days", type=click.IntRange(0), default=None, help="Days after upload before moving.")
+@click.option("--to", "tier", type=click.Choice(["ia", "glacier_ir", "glacier", "deep_archive"]), default="glacier",
+              show_default=True, help="Storage class to move to.")
+@click.option("--off", is_flag=True, help="Remove project NAME's rule.")
+@click.option("--store", "url", default="", help=STORE_HELP)
+@click.option("--yes", is_flag=True, help="Apply: write the rule and re-tag objects (default: a dry run).")
+def project_tier(name: str, days: int | None, tier: str, off: bool, url: str, yes: bool) -> None:
+    """Show, or set, project NAME's storage tier: its files and packs move to --to after --after days.
+
+    Objects shared with job staging data, plain pushes or projects without a rule stay STANDARD; objects
+    shared with other projects follow the most available of their rules. A dry run unless --yes; --yes with
+    no rule change re-tags objects after new pushes."""
+    from cryocloud.storage import tiers
+    from cryocloud.storage.project import list_projects
+    from cryocloud.storage.s3 import TIER_CLASSES
+    from cryocloud.storage.tags import TIER
+
+    if (days is not None or off) and not name:
+        raise click.UsageError("name the project: cryocloud project tier NAME --after DAYS --to CLASS")
+    if days is not None and off:
+        raise click.UsageError("--after and --off contradict each other")
+    if days is not None and tier == "ia" and days < 30:
+        raise click.UsageError("S3 moves objects to STANDARD_IA no sooner than 30 days after upload")
+    store = _store(url)
+    current = tiers.rules(store)
+    proposed = dict(current)
+    if days is not None:
+        if name not in list_projects(store, name):
+            raise CryocloudError(f"no project {name!r} in {store.url}", "push it first: cryocloud project push")
+        if tiers.store_wide_rule(store):
+            raise CryocloudError(f"{store.url} has a store-wide tier rule (cryocloud storage tier), which already "
+                                 "moves every project's objects", "remove it first: cryocloud storage tier --off")
+        proposed[name] = tiers.Rule(name, TIER_CLASSES[tier], days)
+    elif off:
+        proposed.pop(name, None)
+    places = _run(tiers.placements(store, proposed))
+    rows = tiers.by_project(places, proposed)
+    shown = {name: rows.get(name, tiers.ProjectTier(name, proposed.get(name)))} if name else rows
+    verb = "would move" if not yes and proposed != current else "moves"
+    for row in shown.values():
+        _print_tier(row, verb)
+    if not shown:
+        click.echo(f"{store.url}: no project snapshots")
+    if not yes:
+        if proposed != current or any(p.rule for p in places):
+            click.echo("(dry run: add --yes to write the rule and tag the objects it moves)")
+        return
+    if proposed != current:
+        rule = proposed.get(name)
+        store.set_lifecycle(tiers.CAS, {rule.tier: rule.days} if rule else {}, {TIER: name})
+    changed = _run(tiers.retag(store, places))
+    click.echo(f"{store.url}: lifecycle rule {'removed' if off else 'written'}; {changed} objects re-tagged"
+               if proposed != current else f"{store.url}: {changed} objects re-tagged")
+
+
+def _print_tier(row: Any, verb: str) -> None:
+    from cryocloud.storage.catalog import PRICE_GB_MONTH
+    from cryocloud.storage.tiers import MIN_DAYS
+
+    if row.rule is None:
+        held = sum(p.size for p in row.held)
+        click.echo(f"{row.project}: no tier rule; {len(row.held)} objects ({_gb(held)}) stay STANDARD")
+        return
+    r = row.rule
+    click.echo(f"{row.project}: {verb} {len(row.moves)} objects ({_gb(row.bytes)}) to {r.storage_class} "
+               f"{r.days} days after upload: saves {row.saving_usd_month:.4f} USD/month "
+               f"({PRICE_GB_MONTH[r.storage_class]} instead of {PRICE_GB_MONTH['STANDARD']} USD/GB-month; "
+               f"one-time transition fee {row.transition_usd:.4f} USD; billed at least {MIN_DAYS[r.storage_class]} "
+               "days once moved)")
+    if row.elsewhere:
+        others = sorted({p.rule.project for p in row.elsewhere if p.rule})
+        click.echo(f"  {len(row.elsewhere)} shared objects ({_gb(sum(p.size for p in row.elsewhere))}) follow the "
+                   f"more available rule of {', '.join(others)}")
+    if row.held:
+        why = sorted({h for p in row.held for h in p.holders if h != row.project})
+        click.echo(f"  {len(row.held)} shared objects ({_gb(sum(p.size for p in row.held))}) stay STANDARD: "
+                   f"also used by {', '.join(why)}")
+
+
 # --- cleanup ---------------------------------------------------------------------------------------------
 @click.command()
 @click.option("--storage", "do_storage", is_flag=True, help="Temporary job data in the object store.")
