@@ -91,8 +91,11 @@ def _write_checked(dest: str, data: memoryview, entry: FileEntry, made: set[str]
         if entry.mtime_ns:
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         st = os.fstat(fd)
-    finally:
+    except BaseException:  # e.g. ENOSPC: no part file left behind
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     try:
         os.replace(tmp, dest)  # over a file or a link: replaces it
     except OSError:
@@ -167,7 +170,11 @@ class _Pull:
 
                     def take(data: memoryview = data, start: int = start) -> None:
                         h.update(data)
-                        os.pwrite(fd, data, start)
+                        # a nearly full disk answers with a short write before ENOSPC: write the rest, so
+                        # the file never holds a hole while its hash (of the received bytes) says it is right
+                        done = 0
+                        while done < len(data):
+                            done += os.pwrite(fd, data[done:], start + done)
 
                     await asyncio.to_thread(take)
                     ahead.release()
@@ -179,8 +186,11 @@ class _Pull:
             _place(tmp, dest, entry)
             for c in copies:  # same bytes at other paths: copy locally, not again over the network
                 (self.dest / c.path).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(dest, _part(self.dest / c.path))
-                _place(_part(self.dest / c.path), self.dest / c.path, c)
+                try:
+                    shutil.copyfile(dest, _part(self.dest / c.path))
+                    _place(_part(self.dest / c.path), self.dest / c.path, c)
+                finally:
+                    _part(self.dest / c.path).unlink(missing_ok=True)
         except OSError as e:
             raise os_error(e, f"writing {dest}") from None
         finally:
