@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryocloud import jobstage
 from cryocloud.agent import control
 from cryocloud.agent.runner import job_environment, stamp
 from cryocloud.backends import get_backend
@@ -26,6 +27,7 @@ from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import JobRow, Ledger
 from cryocloud.proc import pid_alive, spawn_detached
+from cryocloud.requeue import requeue
 
 STARTED = ("starting", "running")
 
@@ -49,10 +51,37 @@ def append_log(spec: JobSpec, name: str, text: str) -> None:
         pass
 
 
+def stage_queued(settings: Settings, ledger: Ledger, clock: Callable[[], float] = time.time) -> None:
+    """Upload the inputs of queued jobs whose profile stages (nodes without the lab's disk), outside any ledger
+    transaction (an upload may take minutes). A job that cannot be staged ends as failed, with a marker."""
+    for job in reversed(ledger.jobs(states=("queued",))):
+        try:
+            url = jobstage.store_url(settings, settings.profile(job.profile))
+        except CryocloudError:
+            continue  # dispatch reports a broken profile
+        cdir = Path(job.control_dir)
+        if url is None or jobstage.staged_for(cdir) == job.spec:
+            continue
+        spec = JobSpec.from_json(job.spec)
+        try:
+            jobstage.stage_job(settings, url, job.id, spec, cdir)
+        except (CryocloudError, OSError) as e:
+            e = e if isinstance(e, CryocloudError) else CryocloudError(str(e), "check the job's files")
+            with ledger.transaction():
+                current = ledger.job(job.id)
+                if current is None or current.state != "queued":
+                    continue
+                _finish(ledger, current, None, {"state": "failed", "message": f"staging failed: {e.message}",
+                                                "ended_at": clock()})
+            append_log(spec, "run.err", stamp(f"staging failed: {e.message}" + (f" (hint: {e.hint})" if e.hint else "")))
+            FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "failed")
+
+
 def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = time.time) -> list[int]:
     """Start queued jobs, oldest first, while their backend has room. Returns the ids started."""
     started: list[int] = []
     cache: dict[str, Backend] = {}
+    stage_queued(settings, ledger, clock)
     with ledger.transaction():
         running: dict[str, list[JobSpec]] = {}
         for job in ledger.jobs(states=STARTED):
@@ -63,6 +92,10 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = ti
                 continue
             spec = JobSpec.from_json(job.spec)
             try:
+                if jobstage.store_url(settings, settings.profile(job.profile)) is not None and \
+                        jobstage.staged_for(Path(job.control_dir)) != job.spec:
+                    blocked.add(job.profile)  # its inputs are not in the store yet: never launch before staging
+                    continue
                 backend = _backend(settings, job, cache)
                 if not backend.has_room(spec, running.get(job.profile, [])):
                     blocked.add(job.profile)
@@ -117,7 +150,28 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
     for job in ledger.jobs(states=STARTED):
         cdir = Path(job.control_dir)
         attempt = ledger.last_attempt(job.id)
-        result = control.read_json(cdir / control.RESULT)
+        spec = JobSpec.from_json(job.spec)
+        staged = jobstage.staged(cdir)  # the node pushes its outputs back: the lab writes RELION's marker
+        result = jobstage.read_result(settings, spec, cdir)
+        if result is not None and result.get("marker_deferred") and attempt is not None:
+            # the agent was stopped by a signal it cannot explain (preemption? time limit?) and left the
+            # marker to us: the backend's end state says why, and whether the job goes on
+            try:
+                status = _backend(settings, job, cache).status(Handle(attempt.backend, attempt.handle_data))
+            except CryocloudError:
+                continue
+            if status.state in ("queued", "running"):
+                continue  # Slurm has not recorded the end yet
+            why = None
+            if status.interrupted:
+                why = requeue(settings, ledger, job, attempt, status, _backend(settings, job, cache))
+                if why is None:
+                    continue
+            msg = "; ".join(m for m in (status.message, why) if m) or str(result.get("message", ""))
+            aborted = (cdir / control.CANCEL).exists() or status.state == "aborted"
+            result = {**result, "message": msg, **({"state": "aborted"} if aborted else {})}
+            append_log(spec, "run.err", stamp(f"job {result.get('state', 'failed')}: {msg}"))
+            FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, str(result.get("state", "failed")))
         if result is None and attempt is not None:
             try:
                 status = _backend(settings, job, cache).status(Handle(attempt.backend, attempt.handle_data))
@@ -126,15 +180,23 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
             if status.state in ("queued", "running"):
                 if status.state == "running" and job.state != "running":
                     ledger.update_job(job.id, state="running")
+                if staged and status.state == "running":
+                    _forward_abort(spec, cdir, _backend(settings, job, cache), attempt.handle_data)
                 watch_budget(settings, ledger, job, _backend(settings, job, cache), attempt.handle_data)
                 continue
-            result = control.read_json(cdir / control.RESULT)  # it may have landed meanwhile
+            result = jobstage.read_result(settings, spec, cdir)  # it may have landed meanwhile
             if result is None:
+                why = None
+                if status.interrupted:
+                    why = requeue(settings, ledger, job, attempt, status, _backend(settings, job, cache))
+                    if why is None:
+                        continue  # back in the queue: the next dispatch starts the new attempt
                 _backend(settings, job, cache).cleanup(Handle(attempt.backend, attempt.handle_data))
-                spec = JobSpec.from_json(job.spec)
                 cancelled = (cdir / control.CANCEL).exists()
                 state = "aborted" if cancelled or status.state == "aborted" else "failed"
                 msg = status.message or "the job's agent ended without reporting (killed or crashed)"
+                if why:
+                    msg = f"{msg}; {why}"
                 result = {"state": state, "message": msg, "ended_at": time.time(), "exit_code": status.exit_code}
                 append_log(spec, "run.err", stamp(f"job {state}: {msg}"))
                 FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, state)
@@ -143,6 +205,18 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
                 current = ledger.job(job.id)
                 if current is not None and current.active:
                     _finish(ledger, current, attempt.id if attempt else None, result)
+                    if staged:  # outputs verified against their manifest: now RELION may see the end
+                        FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir,
+                                                    str(result.get("state", "failed")))
+
+
+def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:
+    """RELION's abort file is in the lab's folder, which the node of a staged job does not see: cancel it here."""
+    if (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists() and \
+            not (cdir / control.CANCEL).exists():
+        (cdir / control.CANCEL).write_text("aborted on request (RELION_JOB_ABORT_NOW)")
+        append_log(spec, "run.out", stamp("abort requested (RELION_JOB_ABORT_NOW); cancelling the job on the node"))
+        backend.cancel(Handle(backend.name, handle))
 
 
 def watch_budget(settings: Settings, ledger: Ledger, job: JobRow, backend: Backend,

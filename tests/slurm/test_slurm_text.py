@@ -114,7 +114,8 @@ def test_profile_options_are_checked() -> None:
     assert not st.SlurmOptions.from_profile("hpc", {"pack_tasks": False}).pack_tasks
     for bad, needle in [({"pack_tasks": "yes"}, "true or false"), ({"partition": 3}, "must be a string"), ({"sbatch_args": "--exclusive"}, "list of strings"),
                         ({"usd_per_hour": -1}, ">= 0"), ({"gpu_flag": "cuda"}, "gpu_flag"),
-                        ({"staging": "s3"}, "not built yet"), ({"max_time": "forever"}, "not a time")]:
+                        ({"staging": "tape"}, "not a staging mode"), ({"max_time": "forever"}, "not a time"),
+                        ({"max_requeues": -1}, "whole number")]:
         with pytest.raises(CryocloudError, match=needle) as e:
             st.SlurmOptions.from_profile("hpc", bad)
         assert e.value.hint

@@ -48,7 +48,7 @@ class Outcome:
 
 
 class Runner:
-    def __init__(self, control_dir: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, control_dir: Path, clock: Callable[[], float] = time.time, project: Path | None = None) -> None:
         self.control_dir = control_dir
         launch = control.read_json(control_dir / control.LAUNCH)
         if launch is None:
@@ -58,13 +58,16 @@ class Runner:
         # A fan-out shard (e.g. one Slurm array task): {"index": i, "count": n}. Its result goes to its own
         # control folder; the lab side gathers the shards and writes the job's marker once.
         self.shard: dict[str, int] | None = launch.get("shard")
-        self.project = Path(self.spec.project_dir)
+        self.project = project or Path(self.spec.project_dir)  # a staged job runs in node-local scratch
         self.job_dir = self.project / self.spec.job_dir
         self.family: MarkerFamily = FAMILIES[self.spec.client]
         self.out = self.project / launch.get("stdout", self.spec.job_dir + "run.out")
         self.err = self.project / launch.get("stderr", self.spec.job_dir + "run.err")
         self.clock = clock
         self.terminated = False
+        # a scheduler's SIGTERM may be preemption or a time limit: the lab side then writes the marker after
+        # asking the scheduler why (and may requeue the job instead)
+        self.lab_marks_signals = bool(launch.get("lab_marks_signals"))
         self.state: dict[str, object] = {}
 
     def log(self, msg: str) -> None:
@@ -138,13 +141,15 @@ class Runner:
         if own is not None and own != outcome.state:
             outcome = Outcome(own, outcome.exit_code, outcome.message or f"the program reported {own}")
         ended_at = self.clock()
+        deferred = (self.shard is None and self.lab_marks_signals and self.terminated and outcome.state == "failed" and own is None
+                    and not self._cancel_requested())
         control.write_json(self.control_dir / control.RESULT, {
             "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
-            "started_at": started, "ended_at": ended_at,
+            "started_at": started, "ended_at": ended_at, **({"marker_deferred": True} if deferred else {}),
         })
         self.log(f"job {outcome.state} after {ended_at - started:.1f} s"
                  + (f": {outcome.message}" if outcome.message and outcome.state != "succeeded" else ""))
-        if self.shard is None:
+        if self.shard is None and not deferred:
             self.family.write(self.job_dir, outcome.state)
         return outcome
 

@@ -27,7 +27,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "slurm": BackendInfo(
         "slurm", "cryocloud.backends.slurm:SlurmBackend",
         ("partition", "gpu_partition", "account", "qos", "max_time", "mpi_launcher", "sbatch_args", "export",
-         "gpu_flag", "python", "staging", "usd_per_hour", "jobcomp", "pack_tasks"),
+         "gpu_flag", "python", "staging", "usd_per_hour", "jobcomp", "pack_tasks", "max_requeues"),
         "run cryocloud where Slurm's client commands (sbatch, squeue) are installed",
     ),
 }

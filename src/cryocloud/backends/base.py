@@ -33,6 +33,8 @@ class BackendStatus:
     state: str
     message: str = ""
     exit_code: int | None = None
+    # set when the platform, not the job, ended it (e.g. "preempted", "node failed"): the monitor may requeue it
+    interrupted: str = ""
 
 
 @dataclass(frozen=True)

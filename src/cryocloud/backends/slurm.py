@@ -14,6 +14,7 @@ raises CryocloudError (the monitor asks again later); only a job no source knows
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import time
@@ -87,13 +88,24 @@ class SlurmBackend:
         st.check_fits(spec, partition, nodes)
         pack = st.shards_per_task(spec.tasks, st.slots(spec, partition, nodes)) if self.opts.pack_tasks else 1
         script = cdir / BATCH_SCRIPT
-        script.write_text(st.batch_script_text(self.opts.python or sys.executable), encoding="utf-8")
+        launch_data = control.read_json(cdir / control.LAUNCH) or {}
+        staging = launch_data.get("staging")  # the monitor staged the job's inputs (jobstage.py)
+        staged = None
+        if staging:
+            if spec.tasks > 1:
+                raise SubmissionError("staging a fan-out job (Slurm array) is not built yet",
+                                      "use a profile whose nodes see the project folder (staging = \"none\")")
+            staged = [str(staging[k]) for k in ("store", "inputs", "outputs", "job_dir", "control")]
+        python = self.opts.python or sys.executable
+        script.write_text(st.staged_batch_script_text(python) if staged else st.batch_script_text(python),
+                          encoding="utf-8")
         script.chmod(0o755)
+        control.write_json(cdir / control.LAUNCH, {**launch_data, "lab_marks_signals": True})
         if spec.tasks > 1:
             self._write_shards(cdir, spec.tasks)
         argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
                               exports=st.export_names(env, self.opts.export),
-                              job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"), pack=pack)
+                              job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"), pack=pack, staged=staged)
         done = run_command(argv, cwd=spec.project_dir, env=env, timeout=TIMEOUT, check=False,
                            hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")
         if done.returncode != 0:
@@ -146,14 +158,14 @@ class SlurmBackend:
         conf = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in done.stdout.splitlines())}
         return conf.get("JobCompLoc", "") if conf.get("JobCompType") == "jobcomp/filetxt" else ""
 
-    def _slurm_summary(self, job_id: str) -> st.Summary | None:
-        rows = [r for r in self._squeue() if r.array_job_id == job_id or r.job_id == job_id]
-        if rows:
-            return st.summarize([(r.task, r.state, r.reason, None) for r in rows])
-        final = self._final_rows(job_id)
-        if final:
-            return st.summarize([(r.task, r.state, r.reason, r.exit_code) for r in final])
-        return None
+    def _slurm_summary(self, job_id: str, cdir: Path) -> st.Summary | None:
+        rows: list[tuple[int | None, str, str, int | None]] = [(r.task, r.state, r.reason, None) for r in self._squeue()
+                if r.array_job_id == job_id or r.job_id == job_id]
+        if not rows:
+            rows = [(r.task, r.state, r.reason, r.exit_code) for r in self._final_rows(job_id)]
+        if not rows:
+            return None
+        return st.summarize(_test_final_state(rows, cdir))
 
     def status(self, handle: Handle) -> BackendStatus:
         job_id = str(handle.data["job_id"])
@@ -164,7 +176,7 @@ class SlurmBackend:
             gathered = _gather(cdir, spec, tasks, None)
             if gathered is not None:
                 return gathered
-        summary = self._slurm_summary(job_id)
+        summary = self._slurm_summary(job_id, cdir)
         if summary is None:
             return BackendStatus("gone", f"Slurm job {job_id} disappeared from the controller without a final "
                                          "state (purged, or the controller lost it)")
@@ -182,8 +194,10 @@ class SlurmBackend:
             gathered = _gather(cdir, spec, tasks, summary)
             if gathered is not None:
                 return gathered
+        ended_as = set(summary.slurm_states.values())
+        interrupted = next((st.INTERRUPTED[s] for s in ended_as if s in st.INTERRUPTED), "") if tasks == 1 else ""
         return BackendStatus(summary.state, f"{summary.message} (Slurm job {job_id})".lstrip(),
-                             summary.exit_code)
+                             summary.exit_code, interrupted=interrupted)
 
     def cancel(self, handle: Handle) -> None:
         self._run(["scancel", str(handle.data["job_id"])], check=False)
@@ -198,6 +212,25 @@ class SlurmBackend:
             return Path("run.out"), Path("run.err")
         base = Path(spec.project_dir) / spec.job_dir
         return base / "run.out", base / "run.err"
+
+
+TEST_FINAL_STATE = "test_final_state"  # test hook, read only when CRYOCLOUD_TEST_HOOKS=1 (see docs/slurm.md)
+
+
+def _test_final_state(rows: list[tuple[int | None, str, str, int | None]],
+                      cdir: Path) -> list[tuple[int | None, str, str, int | None]]:
+    """Tests only: once Slurm reports the job ended, read its end state from `<control>/test_final_state`
+    (e.g. PREEMPTED) instead of Slurm's own. Lets a test preempt a job on a one-node cluster without a
+    preemption policy; nothing else of the path is simulated. Off unless CRYOCLOUD_TEST_HOOKS=1."""
+    if os.environ.get("CRYOCLOUD_TEST_HOOKS") != "1":
+        return rows
+    try:
+        forced = (cdir / TEST_FINAL_STATE).read_text().strip()
+    except OSError:
+        return rows
+    if not forced or any(st.STATES.get(s, ("running", ""))[0] in ("queued", "running") for _, s, _, _ in rows):
+        return rows
+    return [(task, forced, reason, code) for task, _, reason, code in rows]
 
 
 def _spec(cdir: Path) -> JobSpec | None:

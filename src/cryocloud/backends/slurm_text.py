@@ -48,6 +48,8 @@ STATES: dict[str, tuple[str, str]] = {
     "SPECIAL_EXIT": ("failed", "the Slurm job ended in SPECIAL_EXIT"),
     "REVOKED": ("failed", "the Slurm job was revoked (federation)"),
 }
+# End states the platform caused (not the job): a job that can continue from where it was is requeued.
+INTERRUPTED: dict[str, str] = {"PREEMPTED": "preempted", "NODE_FAIL": "node failed"}
 # Pending reasons that mean "this job can never start here": the backend cancels such a job and fails it.
 NEVER_STARTS: dict[str, str] = {
     "PartitionConfig": "the request does not fit the partition's configuration (CPUs, memory, GPUs or nodes)",
@@ -96,6 +98,7 @@ class SlurmOptions:
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
     profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
     pack_tasks: bool = True  # a fan-out larger than the partition can run at once: several shards per array task
+    max_requeues: int = 3  # times a preempted (or node-failed) job that can continue is resubmitted
 
     @classmethod
     def from_profile(cls, name: str, options: Mapping[str, Any]) -> SlurmOptions:
@@ -118,6 +121,12 @@ class SlurmOptions:
                 raise ConfigError(f"{where} pack_tasks = {options['pack_tasks']!r} must be true or false",
                                   "write pack_tasks = true (or false)")
             values["pack_tasks"] = options["pack_tasks"]
+        if "max_requeues" in options:
+            v = options["max_requeues"]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{where} max_requeues = {v!r} must be a whole number >= 0",
+                                  "e.g. max_requeues = 3 (0: never requeue)")
+            values["max_requeues"] = v
         if "usd_per_hour" in options:
             v = options["usd_per_hour"]
             if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
@@ -126,10 +135,12 @@ class SlurmOptions:
         out = cls(**values, profile=name)
         if out.gpu_flag not in ("gres", "gpus"):
             raise ConfigError(f"{where} gpu_flag = {out.gpu_flag!r}", "choose 'gres' (--gres=gpu:N) or 'gpus' (--gpus=N)")
-        if out.staging not in ("none", "shared"):
+        if out.staging not in ("none", "shared", "s3", "store") and "://" not in out.staging \
+                and not out.staging.startswith("/"):
             raise ConfigError(
-                f"{where} staging = {out.staging!r}: staging Slurm jobs through the object store is not built yet",
-                "use staging = \"none\" on a cluster whose nodes see the project folder (the usual case)",
+                f"{where} staging = {out.staging!r} is not a staging mode",
+                "use \"none\" (the nodes see the project folder), \"store\" or \"s3\" (the [storage] url), or a "
+                "store URL (s3://bucket/prefix or an absolute folder both sides see)",
             )
         if out.max_time:
             time_seconds(out.max_time, f"{where} max_time")
@@ -214,13 +225,15 @@ def shards_per_task(tasks: int, at_once: int) -> int:
 
 
 def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control_dir: str,
-                exports: list[str], job_name: str, pack: int = 1) -> list[str]:
+                exports: list[str], job_name: str, pack: int = 1, staged: list[str] | None = None) -> list[str]:
     """The sbatch command that runs the agent for `spec`: for a fan-out (spec.tasks > 1), an array whose
-    tasks each run `pack` consecutive shards."""
+    tasks each run `pack` consecutive shards. `staged`: the staged agent's arguments (the node does not see
+    the project folder, so Slurm's own output goes nowhere there and the agent writes run.out in scratch)."""
     r = spec.resources
     base = f"{spec.project_dir.rstrip('/')}/{spec.job_dir}"
-    argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--chdir={spec.project_dir}",
-            f"--output={base}run.out", f"--error={base}run.err", "--open-mode=append",
+    where = ["--chdir=/tmp", "--output=/dev/null", "--error=/dev/null"] if staged is not None else [
+        f"--chdir={spec.project_dir}", f"--output={base}run.out", f"--error={base}run.err"]
+    argv = ["sbatch", "--parsable", f"--job-name={job_name}", *where, "--open-mode=append",
             f"--ntasks={max(1, r.mpi)}", f"--cpus-per-task={max(1, r.threads)}", "--no-requeue"]
     partition = partition_for(spec, opts)
     if partition:
@@ -240,6 +253,8 @@ def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control
         argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}")
     argv.append("--export=" + (",".join(exports) if exports else "NONE"))
     argv.extend(opts.sbatch_args)
+    if staged is not None:
+        return [*argv, batch_script, *staged]
     argv += [batch_script, control_dir]
     if spec.tasks > 1:
         argv += [str(max(1, pack)), str(spec.tasks)]
@@ -266,6 +281,13 @@ def batch_script_text(python: str) -> str:
         "    if outcome.state == 'aborted' or runner.terminated:\n        break\n"
         "raise SystemExit(rc)\n"
     )
+
+
+def staged_batch_script_text(python: str) -> str:
+    """The batch script of a staged job: the agent stages in to node-local scratch, runs, pushes back."""
+    batch_script_text(python)  # the same checks of `python`
+    return (f"#!{python}\n# cryocloud: a staged job (the node does not see the lab's disk); see agent/remote.py\n"
+            "import sys\n\nfrom cryocloud.agent.remote import main\n\nraise SystemExit(main(sys.argv[1:]))\n")
 
 
 def parse_sbatch(stdout: str) -> str:

@@ -1,0 +1,81 @@
+"""The agent on a node that does not see the lab's disk (a staged job; see jobstage.py for the lab's side).
+
+1. stage in the job's inputs, job folder and launch.json from the store into node-local scratch
+   ($CRYOCLOUD_SCRATCH, else $TMPDIR, else /tmp: `cryocloud-<Slurm job id>/project`);
+2. run the job there with the ordinary Runner (the commands' working directory is the scratch project);
+3. push the job folder back while it runs (every STREAM_SECONDS, so RELION's GUI shows iterations as they
+   land) and once at the end, after result.json is written: that final manifest is what the lab verifies
+   before it writes RELION's marker. Markers and abort files never travel (storage.staging.CONTROL_FILES);
+4. remove the scratch folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+from cryocloud.agent.runner import Runner, stamp
+from cryocloud.errors import CryocloudError
+
+STREAM_SECONDS = float(os.environ.get("CRYOCLOUD_STREAM_SECONDS", "15"))
+
+
+def scratch_root() -> Path:
+    base = os.environ.get("CRYOCLOUD_SCRATCH") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(base) / f"cryocloud-{os.environ.get('SLURM_JOB_ID') or os.getpid()}"
+
+
+def _say(path: Path, msg: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(stamp(msg))
+
+
+def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str) -> int:
+    from cryocloud.storage.base import open_store
+    from cryocloud.storage.staging import stage_in, stage_out
+
+    scratch = scratch_root()
+    project = scratch / "project"
+    store = open_store(store_url)
+    try:
+        got = stage_in(store, inputs, project)
+        _say(project / job_dir / "run.out",
+             f"staged in {got.files} files ({got.bytes_total / 1e6:.1f} MB) to node-local scratch {project}")
+        runner = Runner(project / control_rel, project=project)
+        runner.lab_marks_signals = True  # markers stay here; the lab writes RELION's, and asks Slurm why on a signal
+        stop = threading.Event()
+
+        def stream() -> None:
+            while not stop.wait(STREAM_SECONDS):
+                try:
+                    stage_out(store, project, [Path(job_dir)], name=outputs)
+                except (CryocloudError, OSError) as e:  # the final push below decides; keep running
+                    print(f"cryocloud agent: streaming outputs failed ({e}); trying again later", file=sys.stderr)
+
+        streamer = threading.Thread(target=stream, daemon=True)
+        streamer.start()
+        try:
+            outcome = runner.run()
+        finally:
+            stop.set()
+            streamer.join()
+        _say(project / job_dir / "run.out", "pushing the job folder back to the lab")
+        stage_out(store, project, [Path(job_dir)], name=outputs)  # result.json inside: the lab checks it all
+        return 0 if outcome.state == "succeeded" else 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 5:
+        print("usage: python -m cryocloud.agent.remote STORE INPUTS OUTPUTS JOB_DIR CONTROL_DIR", file=sys.stderr)
+        return 2
+    return run_staged(*argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,93 @@
+"""How a job that the platform interrupted (Slurm preemption, a node failure) goes on from where it was.
+
+- An iterative RELION job (relion_refine[_mpi]: Class2D, Class3D, Refine3D, InitialModel) continues from its
+  last complete iteration: `--continue <root>_itNNN_optimiser.star`, with `--o` left at the root the pipeline
+  registered. relion_refine names a continue's outputs after its `--o`: RELION's GUI passes `--o run_ct<N>` (so
+  the files become run_ct<N>_it...), which would leave the registered run_it<N>_... / run_data.star missing.
+  Keeping `--o <job>/run` makes the continue write exactly the names the pipeline expects (measured with RELION
+  3.1: run_it002.., run_it003.. after a continue from it001; tests/slurm/test_slurm_requeue.py runs a
+  downstream job on the final file). `--i` is dropped: a continue reads its data from the optimiser file.
+- A per-micrograph job (MotionCorr, CtfFind, Extract, AutoPick) runs again with `--only_do_unfinished`, never
+  from scratch.
+- Anything else cannot continue: `plan_resume` says why, and the job ends as failed with that hint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryocloud.jobs.spec import JobSpec
+
+REFINE = re.compile(r"(?:`which\s+)?(?:\S*/)?relion_refine(?:_mpi)?\b`?")
+PER_MICROGRAPH = re.compile(
+    r"(?:`which\s+)?(?:\S*/)?relion_(?:run_motioncorr|run_ctffind|preprocess|autopick)(?:_mpi)?\b`?")
+ITERATION = re.compile(r"_it(\d+)_optimiser\.star$")
+# An iteration is complete when all of these exist (relion_refine writes them at the end of each iteration;
+# it000 has no sampling file and is never a continue point).
+ITERATION_FILES = ("optimiser", "model", "data", "sampling")
+
+
+@dataclass(frozen=True)
+class Resume:
+    commands: list[str] | None  # None: the job cannot continue
+    where: str  # "it012", "unfinished micrographs", or why it cannot continue
+
+
+def _option(line: str, name: str) -> str | None:
+    m = re.search(rf"(?:^|\s){re.escape(name)}\s+(\"[^\"]*\"|'[^']*'|\S+)", line)
+    return m.group(1).strip("\"'") if m else None
+
+
+def _drop(line: str, name: str) -> str:
+    return re.sub(rf"\s{re.escape(name)}\s+(?:\"[^\"]*\"|'[^']*'|\S+)", "", line)
+
+
+def last_iteration(project: Path, root: str) -> tuple[int, str] | None:
+    """(N, path of <root>_itNNN_optimiser.star relative to the project) for the last complete iteration."""
+    base = project / root
+    best: tuple[int, str] | None = None
+    for path in base.parent.glob(f"{base.name}_it*_optimiser.star"):
+        m = ITERATION.search(path.name)
+        if not m or path.name != f"{base.name}_it{m.group(1)}_optimiser.star":
+            continue
+        stem = path.name.removesuffix("_optimiser.star")
+        if all((path.parent / f"{stem}_{kind}.star").is_file() for kind in ITERATION_FILES):
+            n = int(m.group(1))
+            if best is None or n > best[0]:
+                best = (n, f"{root}_it{m.group(1)}_optimiser.star")
+    return best
+
+
+def plan_resume(spec: JobSpec) -> Resume:
+    """The commands that continue `spec` from what its job folder holds now, or why it cannot continue."""
+    project = Path(spec.project_dir)
+    out: list[str] = []
+    where = ""
+    for line in spec.commands:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            out.append(line)
+            continue
+        refine = REFINE.search(text)
+        if refine:
+            root = _option(text, "--o")
+            if root is None:
+                return Resume(None, "the relion_refine command has no --o")
+            it = last_iteration(project, root)
+            if it is None:
+                return Resume(None, f"it had not finished an iteration yet (no {root}_itNNN_optimiser.star)")
+            rest = _drop(_drop(text[refine.end():], "--continue"), "--i")
+            out.append(f"{text[:refine.end()]} --continue {it[1]}{rest}")
+            where = f"it{it[0]:03d}"
+            continue
+        if PER_MICROGRAPH.search(text):
+            out.append(text if "--only_do_unfinished" in text.split() else f"{text} --only_do_unfinished")
+            where = where or "unfinished micrographs"
+            continue
+        return Resume(None, f"{text.split()[0]} cannot continue from where it was (only relion_refine iterations "
+                            "and per-micrograph jobs can)")
+    if not where:
+        return Resume(None, "it has no command that can continue")
+    return Resume(out, where)
