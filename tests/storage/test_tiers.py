@@ -144,3 +144,49 @@ def test_seaweedfs_says_it_has_no_lifecycle(s3_store: Any, tmp_path: Path) -> No
     url = f"s3://{s3_store.bucket}/lab1"
     r = CliRunner().invoke(project_cli, ["tier", "P1", "--after", "30", "--store", url, "--yes"])
     assert isinstance(r.exception, CryocloudError) and "does not implement lifecycle" in r.exception.message
+
+
+@pytest.mark.integration
+def test_pull_of_an_archived_object_says_so(moto_store: Any, moto_env: dict[str, Any], tmp_path: Path) -> None:
+    """What a Glacier transition does to a later pull: a clear error naming the class, not 'access refused'."""
+    import boto3
+
+    from cryocloud.storage.pull import pull
+
+    k = two_projects(tmp_path, moto_store)
+    c = boto3.session.Session().client("s3", endpoint_url=moto_env["endpoint_url"], region_name="us-east-1")
+    full = f"lab1/{k['only1']}"
+    c.copy_object(Bucket=moto_store.bucket, Key=full, CopySource={"Bucket": moto_store.bucket, "Key": full},
+                  StorageClass="GLACIER")  # what the lifecycle rule does after N days
+    with pytest.raises(CryocloudError, match="archived in GLACIER") as e:
+        pull(moto_store, "projects/P1/" + _version(moto_store, "P1"), tmp_path / "back", only=["Movies/a.tiff"])
+    assert "restore-object" in e.value.hint and full in e.value.hint
+
+
+def _version(store: Any, name: str) -> str:
+    from cryocloud.storage.project import list_projects
+
+    return list_projects(store, name)[name][-1]
+
+
+@pytest.mark.integration
+def test_new_snapshot_of_a_tiered_project_is_tagged_at_upload(moto_store: Any, tmp_path: Path) -> None:
+    two_projects(tmp_path, moto_store)
+    url = f"s3://{moto_store.bucket}/lab1"
+    assert CliRunner().invoke(project_cli, ["tier", "P1", "--after", "30", "--store", url, "--yes"]).exit_code == 0
+    before = set(_all(moto_store))
+    write(tmp_path / "P1" / "Movies" / "new.tiff", os.urandom(2_500_000))
+    write(tmp_path / "P1" / "CtfFind" / "job003" / "new.star", b"new\n")
+    push_project(moto_store, tmp_path / "P1", "P1")
+    new = set(_all(moto_store)) - before
+    data = {key for key in new if key.startswith(("cas/b/", "cas/p/"))}
+    assert len(data) == 2 and all(moto_store.get_tags(key)[TIER] == "P1" for key in data)
+    assert all(TIER not in moto_store.get_tags(key) for key in new - data)  # index, manifest: never tiered
+    assert "0 objects re-tagged" in CliRunner().invoke(project_cli, ["tier", "--store", url, "--yes"]).output
+
+
+def _all(store: Any) -> list[str]:
+    async def go() -> list[str]:
+        return [o.key async for o in store.list()]
+
+    return asyncio.run(go())

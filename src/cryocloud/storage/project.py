@@ -33,7 +33,19 @@ def push_project(store: ObjectStore, folder: Path, name: str, progress: Progress
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return run(push_async(store, folder, name=f"{PROJECTS}{name}/{version}", keep_links=True,
                           exclude=ABORT_FILES, meta={"project": name},
-                          progress=progress, tags=tags.make(name)))
+                          progress=progress, tags=tags.make(name), data_tags=_tier_tag(store, name)))
+
+
+def _tier_tag(store: ObjectStore, name: str) -> dict[str, str]:
+    """{cryocloud:tier: name} when the project has a tier rule: files and packs this snapshot uploads are
+    new, so only it names them and its rule governs them (tiers.py); objects it reuses keep their tags
+    until `project tier --yes` counts references again."""
+    from cryocloud.storage.tiers import rules
+
+    try:
+        return {tags.TIER: name} if name in rules(store) else {}
+    except CryocloudError:  # rules unreadable: no tier tag, the objects stay STANDARD (the safe side)
+        return {}
 
 
 def list_projects(store: ObjectStore, name: str = "") -> dict[str, list[str]]:

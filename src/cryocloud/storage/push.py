@@ -57,9 +57,10 @@ class PushResult:
 
 class _Push:
     def __init__(self, store: ObjectStore, tuning: Tuning, progress: Progress,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, data_tags: dict[str, str] | None = None) -> None:
         self.store = store
         self.tags = tags or None  # cryocloud:* tags on every object this push uploads
+        self.data_tags = {**(tags or {}), **data_tags} if data_tags else self.tags  # files and packs only
         self.tuning = tuning
         self.progress = progress
         self.uploaded_objects = 0
@@ -116,7 +117,7 @@ class _Push:
                     if valid is None:
                         continue
                     before = b
-                await self.store.put(blob_key(sha), Path(f.path), size=before.st_size, tags=self.tags)
+                await self.store.put(blob_key(sha), Path(f.path), size=before.st_size, tags=self.data_tags)
                 after = os.stat(f.path)
             except FileNotFoundError:
                 raise CryocloudError(f"{f.rel} vanished while it was uploading", "push again") from None
@@ -149,7 +150,7 @@ class _Push:
         pack = hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
         data = await asyncio.to_thread(b"".join, [r.data for r in members])
         async with slots:
-            await self.store.put(pack_key(pack), data, size=len(data), tags=self.tags)
+            await self.store.put(pack_key(pack), data, size=len(data), tags=self.data_tags)
         body = json.dumps({"pack": pack, "files": entries}).encode()
         await asyncio.gather(self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}"),
                              self.store.put(packidx_key(pack), body, tags=self.tags))
@@ -219,8 +220,10 @@ async def push_async(
     store: ObjectStore, root: Path, paths: list[Path] | None = None, *, name: str, keep_links: bool = True,
     exclude: frozenset[str] = frozenset(), meta: dict[str, str] | None = None,
     tuning: Tuning | None = None, progress: Progress | None = None, tags: dict[str, str] | None = None,
+    data_tags: dict[str, str] | None = None,
 ) -> PushResult:
-    """`tags`: the cryocloud:* tags (storage/tags.py) for every object uploaded; default: owner only."""
+    """`tags`: the cryocloud:* tags (storage/tags.py) for every object uploaded; default: owner only.
+    `data_tags`: more tags for files and packs only (a project's `cryocloud:tier`, see tiers.py)."""
     from cryocloud.storage import tags as tagging
 
     tuning = tuning or Tuning()
@@ -234,7 +237,7 @@ async def push_async(
         await asyncio.gather(scanning, return_exceptions=True)
         raise
     found = await scanning
-    p = _Push(store, tuning, progress, tags if tags is not None else tagging.make())
+    p = _Push(store, tuning, progress, tags if tags is not None else tagging.make(), data_tags)
     cdir = cache_dir()
     cache, index = StatCache(cdir / "stat.sqlite"), PackIndex(cdir, store.url)
     try:

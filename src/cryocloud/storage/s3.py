@@ -126,6 +126,8 @@ class S3Store:
             raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
         if "NoSuchBucket" in text:
             raise self._no_bucket() from None
+        if "InvalidObjectState" in text:  # a 403 too, but not about credentials: an archived object
+            raise self._archived(key, text) from None
         if isinstance(e, oe.UnauthenticatedError | oe.PermissionDeniedError | PermissionError) or any(
             code in text for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
         ):
@@ -139,6 +141,18 @@ class S3Store:
         return CryocloudError(
             f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}",
             f"create it (aws s3 mb s3://{self.bucket}) or fix storage.url",
+        )
+
+    def _archived(self, key: str, detail: str) -> CryocloudError:
+        import re
+
+        found = re.search(r"<StorageClass>([A-Z_]+)</StorageClass>", detail)
+        cls = found.group(1) if found else "an archive class"
+        return CryocloudError(
+            f"{key} in {self.url} is archived in {cls} (a tier rule moved it) and cannot be read until restored",
+            f"restore it first (aws s3api restore-object --bucket {self.bucket} --key {self._key(key)} "
+            "--restore-request Days=7), wait for the restore (hours), then run this again; "
+            "`cryocloud project tier` shows which rule moves what",
         )
 
     def _denied(self, detail: str) -> CryocloudError:
