@@ -190,3 +190,29 @@ def _all(store: Any) -> list[str]:
         return [o.key async for o in store.list()]
 
     return asyncio.run(go())
+
+
+@pytest.mark.integration
+def test_a_push_that_shares_a_tiered_object_takes_it_out_of_the_rule(moto_store: Any, tmp_path: Path) -> None:
+    """Until references are counted again, an object a job or another project starts using stays STANDARD."""
+    k = two_projects(tmp_path, moto_store)
+    url = f"s3://{moto_store.bucket}/lab1"
+    assert CliRunner().invoke(project_cli, ["tier", "P1", "--after", "30", "--store", url, "--yes"]).exit_code == 0
+    assert moto_store.get_tags(k["only1"])[TIER] == "P1"
+    # a job stages P1's movie: the job needs it readable, so the rule no longer moves it
+    stage_out(moto_store, tmp_path / "P1", [Path("Movies/a.tiff")], name="jobs/j2-in")
+    assert TIER not in moto_store.get_tags(k["only1"])
+    assert moto_store.get_tags(k["only1"])["cryocloud:project"] == "P1"  # the other tags are kept
+    # the job's data is cleaned up: the next count puts it back under P1's rule
+    asyncio.run(moto_store.delete(["manifests/jobs/j2-in.json"]))
+    CliRunner().invoke(project_cli, ["tier", "--store", url, "--yes"])
+    assert moto_store.get_tags(k["only1"])[TIER] == "P1"
+    # another project (no rule) snapshots the same bytes: out of P1's rule again
+    write(tmp_path / "P3" / "copy.tiff", (tmp_path / "P1" / "Movies" / "a.tiff").read_bytes())
+    push_project(moto_store, tmp_path / "P3", "P3")
+    assert TIER not in moto_store.get_tags(k["only1"])
+    # P1's own next snapshot leaves its objects under its rule (nothing new is shared)
+    push_project(moto_store, tmp_path / "P1", "P1")
+    assert moto_store.get_tags(k["only1"]).get(TIER) is None  # still shared with P3: stays out
+    pack = next(key for key in _all(moto_store) if key.startswith("cas/p/"))
+    assert moto_store.get_tags(pack)[TIER] == "P1"

@@ -295,6 +295,7 @@ def project_tier(name: str, days: int | None, tier: str, off: bool, url: str, ye
     if proposed != current:
         rule = proposed.get(name)
         store.set_lifecycle(tiers.CAS, {rule.tier: rule.days} if rule else {}, {TIER: name})
+        tiers.forget(store)
     changed = _run(tiers.retag(store, places))
     click.echo(f"{store.url}: lifecycle rule {'removed' if off else 'written'}; {changed} objects re-tagged"
                if proposed != current else f"{store.url}: {changed} objects re-tagged")

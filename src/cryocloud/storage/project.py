@@ -20,6 +20,7 @@ from cryocloud.storage.manifest import check_name
 from cryocloud.storage.progress import Progress
 from cryocloud.storage.pull import PullResult, pull_async
 from cryocloud.storage.push import PushResult, push_async
+from cryocloud.storage.tiers import has_rules, release
 from cryocloud.storage.transfer import run
 
 PROJECTS = "projects/"
@@ -31,9 +32,23 @@ ABORT_FILES = frozenset({"RELION_JOB_ABORT_NOW", "PIPELINER_JOB_ABORT_NOW"})
 def push_project(store: ObjectStore, folder: Path, name: str, progress: Progress | None = None) -> PushResult:
     check_name(name)
     version = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return run(push_async(store, folder, name=f"{PROJECTS}{name}/{version}", keep_links=True,
-                          exclude=ABORT_FILES, meta={"project": name},
-                          progress=progress, tags=tags.make(name), data_tags=_tier_tag(store, name)))
+    tier = _tier_tag(store, name)
+    result = run(push_async(store, folder, name=f"{PROJECTS}{name}/{version}", keep_links=True,
+                            exclude=ABORT_FILES, meta={"project": name},
+                            progress=progress, tags=tags.make(name), data_tags=tier))
+    if tier or has_rules(store):  # reused from another project: leave its rule until references are counted
+        previous = _previous(store, name, version)
+        reused = result.manifest.objects() - result.uploaded_keys - previous
+        run(release(store, reused, keep=name))
+    return result
+
+
+def _previous(store: ObjectStore, name: str, version: str) -> set[str]:
+    """Objects the project's previous snapshot names (their holders did not change with this one)."""
+    from cryocloud.storage.pull import load_manifest
+
+    older = [v for v in list_projects(store, name).get(name, []) if v < version]
+    return run(load_manifest(store, f"{PROJECTS}{name}/{older[-1]}")).objects() if older else set()
 
 
 def _tier_tag(store: ObjectStore, name: str) -> dict[str, str]:

@@ -53,6 +53,7 @@ class PushResult:
     uploaded_objects: int
     uploaded_bytes: int
     manifest_written: bool
+    uploaded_keys: frozenset[str] = frozenset()  # objects this push stored; the manifest's others were reused
 
 
 class _Push:
@@ -253,7 +254,8 @@ async def push_async(
         cache.close()
         index.close()
         progress.close()
-    return PushResult(manifest, len(found.files), manifest.total_bytes, p.uploaded_objects, p.uploaded_bytes, written)
+    return PushResult(manifest, len(found.files), manifest.total_bytes, p.uploaded_objects, p.uploaded_bytes, written,
+                      frozenset(sent))
 
 
 async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: PackIndex,

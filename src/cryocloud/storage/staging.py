@@ -33,8 +33,20 @@ async def stage_out_async(store: ObjectStore, project_dir: Path, paths: list[Pat
 
     project = project_dir.resolve().name
     labels = tags.for_job(name, project) if name.startswith("jobs/") else tags.make(project)
-    return await push_async(store, project_dir, paths, name=name, keep_links=False, exclude=CONTROL_FILES,
-                            progress=progress, tags=labels)
+    result = await push_async(store, project_dir, paths, name=name, keep_links=False, exclude=CONTROL_FILES,
+                              progress=progress, tags=labels)
+    await _hold(store, result)
+    return result
+
+
+async def _hold(store: ObjectStore, result: PushResult) -> None:
+    """A job needs its inputs readable now: objects it reuses leave any project's tier rule (tiers.py)."""
+    import asyncio
+
+    from cryocloud.storage import tiers
+
+    if await asyncio.to_thread(tiers.has_rules, store):
+        await tiers.release(store, result.manifest.objects() - result.uploaded_keys)
 
 
 def stage_out(store: ObjectStore, project_dir: Path, paths: list[Path], name: str,

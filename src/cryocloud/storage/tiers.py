@@ -185,6 +185,57 @@ async def retag(store: ObjectStore, places: list[Placement], threads: int = 16) 
     return sum(changed)
 
 
+async def release(store: ObjectStore, keys: Iterable[str], keep: str = "", threads: int = 16) -> int:
+    """A push just made these objects shared: clear a `cryocloud:tier` tag naming another project than
+    `keep`, so no rule moves them before `project tier --yes` counts references again (STANDARD is the
+    safe side: every holder can read it). Returns how many objects changed."""
+    data = sorted(k for k in keys if k.startswith(("cas/b/", "cas/p/")))
+    if not data or not _tags_kept(store):
+        return 0
+
+    def one(key: str) -> bool:
+        try:
+            current = store.get_tags(key)
+            if TIER not in current or current[TIER] == keep:
+                return False
+            store.set_tags(key, {k: v for k, v in current.items() if k != TIER})
+        except ObjectNotFound:
+            return False
+        return True
+
+    changed = await bounded(threads, [lambda k=k: asyncio.to_thread(one, k) for k in data])  # type: ignore[misc]
+    return sum(changed)
+
+
+_RULES: dict[str, tuple[float, bool]] = {}  # store url -> (when asked, has per-project rules)
+RULES_TTL = 600.0
+
+
+def has_rules(store: ObjectStore) -> bool:
+    """Whether the store holds per-project tier rules; asked once per 10 minutes per store and process (the
+    agent stages outputs many times a job). Unreadable rules (a node role without s3:GetLifecycleConfiguration,
+    a server without lifecycle) count as none."""
+    import time
+
+    from cryocloud.errors import CryocloudError
+
+    now = time.monotonic()
+    hit = _RULES.get(store.url)
+    if hit and now - hit[0] < RULES_TTL:
+        return hit[1]
+    try:
+        found = bool(rules(store))
+    except CryocloudError:
+        found = False
+    _RULES[store.url] = (now, found)
+    return found
+
+
+def forget(store: ObjectStore) -> None:
+    """Drop the cached answer of `has_rules` (after this process changed the rules)."""
+    _RULES.pop(store.url, None)
+
+
 def _tags_kept(store: ObjectStore) -> bool:
     """False for stores that ignore tags (the local folder): nothing to re-tag there."""
     from cryocloud.storage.localfs import LocalFolderStore
