@@ -217,15 +217,13 @@ def has_rules(store: ObjectStore) -> bool:
     a server without lifecycle) count as none."""
     import time
 
-    from cryocloud.errors import CryocloudError
-
     now = time.monotonic()
     hit = _RULES.get(store.url)
     if hit and now - hit[0] < RULES_TTL:
         return hit[1]
     try:
         found = bool(rules(store))
-    except CryocloudError:
+    except Exception:  # best effort by design (botocore raises more than ClientError)
         found = False
     _RULES[store.url] = (now, found)
     return found
