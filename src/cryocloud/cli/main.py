@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("cryocloud.cli.jobs_cmds:agent", "Internal: the runner that executes a job on any backend."),
     "monitor": ("cryocloud.cli.jobs_cmds:monitor", "Internal: reconcile running jobs with the ledger."),
     "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, ls, du, rm, tier."),
-    "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls."),
+    "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
 }
 HIDDEN = {"agent", "monitor"}
