@@ -77,11 +77,15 @@ def stage_queued(settings: Settings, ledger: Ledger, clock: Callable[[], float] 
             FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "failed")
 
 
-def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = time.time) -> list[int]:
-    """Start queued jobs, oldest first, while their backend has room. Returns the ids started."""
+def dispatch(settings: Settings, ledger: Ledger, clock: Callable[[], float] = time.time,
+             stage: bool = False) -> list[int]:
+    """Start queued jobs, oldest first, while their backend has room. Returns the ids started.
+    `stage`: upload the inputs of jobs whose profile stages first (the monitor's loop only: a submit or a
+    status call must not wait for an upload); such a job is not started before its inputs are staged."""
     started: list[int] = []
     cache: dict[str, Backend] = {}
-    stage_queued(settings, ledger, clock)
+    if stage:
+        stage_queued(settings, ledger, clock)
     with ledger.transaction():
         running: dict[str, list[JobSpec]] = {}
         for job in ledger.jobs(states=STARTED):
@@ -322,7 +326,7 @@ def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic)
             except CryocloudError as e:
                 print(stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
             reconcile(settings, ledger)
-            dispatch(settings, ledger)
+            dispatch(settings, ledger, stage=True)
             _reap_children()
             if has_active(ledger):
                 last_busy = clock()

@@ -65,6 +65,8 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
             streamer.join()
         _say(project / job_dir / "run.out", "pushing the job folder back to the lab")
         stage_out(store, project, [Path(job_dir)], name=outputs)  # result.json inside: the lab checks it all
+        if outcome.state == "succeeded" and os.environ.get("SLURM_JOB_ID"):  # Slurm's own output on the node
+            Path(f"/tmp/cryocloud-{os.environ['SLURM_JOB_ID']}.out").unlink(missing_ok=True)  # kept on failure
         return 0 if outcome.state == "succeeded" else 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

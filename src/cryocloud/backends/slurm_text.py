@@ -228,10 +228,10 @@ def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control
                 exports: list[str], job_name: str, pack: int = 1, staged: list[str] | None = None) -> list[str]:
     """The sbatch command that runs the agent for `spec`: for a fan-out (spec.tasks > 1), an array whose
     tasks each run `pack` consecutive shards. `staged`: the staged agent's arguments (the node does not see
-    the project folder, so Slurm's own output goes nowhere there and the agent writes run.out in scratch)."""
+    the project folder: Slurm's own output goes to the node's /tmp, the agent writes run.out in scratch)."""
     r = spec.resources
     base = f"{spec.project_dir.rstrip('/')}/{spec.job_dir}"
-    where = ["--chdir=/tmp", "--output=/dev/null", "--error=/dev/null"] if staged is not None else [
+    where = ["--chdir=/tmp", "--output=/tmp/cryocloud-%j.out"] if staged is not None else [
         f"--chdir={spec.project_dir}", f"--output={base}run.out", f"--error={base}run.err"]
     argv = ["sbatch", "--parsable", f"--job-name={job_name}", *where, "--open-mode=append",
             f"--ntasks={max(1, r.mpi)}", f"--cpus-per-task={max(1, r.threads)}", "--no-requeue"]
