@@ -2,17 +2,17 @@
 
 Profile `staging = "store"` (or "s3": the [storage] url), or a store URL / absolute folder. Before launch the
 monitor (not the backend's submit) uploads the job's inputs, its job folder as it is now (a continue needs the
-earlier iterations) and its launch.json with storage.staging.stage_out under `jobs/<user>-<job>-in`. The agent
-on the node (agent/remote.py) stages that into node-local scratch, runs there and pushes the job folder back
-under `jobs/<user>-<job>-out` while it runs and once at the end (result.json last of all, inside it). Each
+earlier iterations) and its launch.json with storage.staging.stage_out under `jobs/<user>-<job>-<token>-in`.
+The agent on the node (agent/remote.py) stages that into node-local scratch, runs there and pushes the job
+folder back under `jobs/<user>-<job>-<token>-out` while it runs and once at the end (result.json inside). Each
 monitor pass pulls a newer outputs manifest into the lab's job folder (every byte checked against the
 manifest); the job's result counts only once it arrived that way, and only then does the lab write RELION's
 marker. Markers and RELION_JOB_ABORT_NOW never travel (storage.staging.CONTROL_FILES).
 """
-
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,11 @@ def store_url(settings: Settings, profile: Profile) -> str | None:
 
 
 def names(settings: Settings, job_id: int) -> tuple[str, str]:
+    """Manifest names for one staging (one attempt): fresh each time, so that neither another ledger's job with
+    the same id nor an earlier attempt of this job can pass its pushed-back result off as this attempt's."""
     user = re.sub(r"[^A-Za-z0-9._-]", "_", settings.user) or "user"
-    return f"jobs/{user}-{job_id}-in", f"jobs/{user}-{job_id}-out"
+    token = uuid.uuid4().hex[:12]
+    return f"jobs/{user}-{job_id}-{token}-in", f"jobs/{user}-{job_id}-{token}-out"
 
 
 def _log(spec: JobSpec, text: str) -> None:

@@ -171,7 +171,7 @@ def reconcile(settings: Settings, ledger: Ledger) -> None:
                 why = requeue(settings, ledger, job, attempt, status, _backend(settings, job, cache))
                 if why is None:
                     continue
-            msg = "; ".join(m for m in (status.message, why) if m) or str(result.get("message", ""))
+            msg = "; ".join(m for m in (str(result.get("message") or ""), status.message, why) if m)
             aborted = (cdir / control.CANCEL).exists() or status.state == "aborted"
             result = {**result, "message": msg, **({"state": "aborted"} if aborted else {})}
             append_log(spec, "run.err", stamp(f"job {result.get('state', 'failed')}: {msg}"))

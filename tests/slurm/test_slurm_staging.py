@@ -163,3 +163,37 @@ def test_the_lab_marks_the_job_only_after_its_outputs_are_verified(tmp_path: Pat
     assert result is not None and result["state"] == "succeeded"
     assert (lab / "Class2D/job002/run_it001_data.star").read_text() == "data_\n" * 100
     assert not (lab / "Class2D/job002/RELION_JOB_EXIT_SUCCESS").exists()
+
+
+def test_a_preempted_staged_class2d_resumes_from_the_iterations_that_came_back(
+        slurm: Cluster, cryocloud_home: Path, demo_project: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preemption (end state injected by the test hook, kill real; see test_slurm_requeue.py) of a staged job: the
+    lab's folder holds the iterations streamed back so far; the new attempt is staged again and continues."""
+    from slurm.test_slurm_requeue import _preempt_when
+
+    write_config(cryocloud_home, mpi_launcher=["mpirun", "--oversubscribe", "-n", "{ranks}"],
+                 staging=str(tmp_path / "store"))
+    monkeypatch.setenv("CRYOCLOUD_SCRATCH", str(tmp_path / "node-scratch"))
+    monkeypatch.setenv("CRYOCLOUD_STREAM_SECONDS", "1")
+    monkeypatch.setenv("CRYOCLOUD_TEST_HOOKS", "1")
+    job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 6")
+                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;queuename == slurm")
+    killed: list[str] = []
+    t = threading.Thread(target=_preempt_when, args=(demo_project, job, "run_it002_sampling.star", killed))
+    t.start()
+    status = run_job(demo_project, job)
+    t.join()
+    assert killed and status == "succeeded"
+    jd = demo_project / job
+    out = (jd / "run.out").read_text()
+    assert "--continue" in out and (jd / "run_it006_data.star").exists() and not list(jd.glob("run_ct*"))
+    assert sorted(p.name for p in jd.glob("RELION_JOB_EXIT_*")) == ["RELION_JOB_EXIT_SUCCESS"]
+    ledger = Ledger(load_settings().ledger_path)
+    try:
+        job_id = next(j.id for j in ledger.jobs() if j.job_dir == job)
+        assert wait_for(lambda: job_state(job_id) == "succeeded", 60)
+        assert [a.state for a in ledger.attempts(job_id)] == ["requeued", "succeeded"]
+    finally:
+        ledger.close()
+    assert len(list((tmp_path / "store").glob("manifests/jobs/*-in.json"))) == 2  # staged once per attempt

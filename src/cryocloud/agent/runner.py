@@ -141,8 +141,12 @@ class Runner:
         if own is not None and own != outcome.state:
             outcome = Outcome(own, outcome.exit_code, outcome.message or f"the program reported {own}")
         ended_at = self.clock()
-        deferred = (self.shard is None and self.lab_marks_signals and self.terminated and outcome.state == "failed" and own is None
-                    and not self._cancel_requested())
+        # killed by a signal (the agent, or its command: a scheduler stops the whole job at once) and not on a
+        # user's request: the lab side asks the scheduler why before RELION is told anything
+        code = outcome.exit_code
+        signalled = self.terminated or (code is not None and (code < 0 or code - 128 in (2, 9, 15)))
+        deferred = (self.shard is None and self.lab_marks_signals and signalled and outcome.state == "failed"
+                    and own is None and not self._cancel_requested())
         control.write_json(self.control_dir / control.RESULT, {
             "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
             "started_at": started, "ended_at": ended_at, **({"marker_deferred": True} if deferred else {}),
