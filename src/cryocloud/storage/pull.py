@@ -21,7 +21,7 @@ from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
 from cryocloud.storage.progress import NullProgress, Progress
-from cryocloud.storage.transfer import Tuning, bounded, hash_file, os_error, run
+from cryocloud.storage.transfer import Tuning, bounded, hash_file, in_thread, os_error, run
 
 PART = ".cryocloud-part"
 
@@ -176,7 +176,7 @@ class _Pull:
                         while done < len(data):
                             done += os.pwrite(fd, data[done:], start + done)
 
-                    await asyncio.to_thread(take)
+                    await in_thread(take)
                     ahead.release()
                     self.progress.advance(len(data))
             finally:
@@ -216,7 +216,7 @@ class _Pull:
                 self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
 
         try:
-            await asyncio.to_thread(write)
+            await in_thread(write)
         except OSError as e:
             raise os_error(e, f"writing into {self.dest}") from None
         self.progress.advance(end - start)
@@ -267,10 +267,10 @@ async def pull_async(
                     chunk = []
                 chunk.append(e)
             jobs.append(lambda c=chunk: p.pack(c))
-        await asyncio.gather(  # large files: a few at a time, each in parallel parts; pack ranges: many
-            bounded(max(1, tuning.in_flight // tuning.parts_per_file), blob_jobs),  # type: ignore[arg-type]
-            bounded(tuning.in_flight // 2, jobs),  # type: ignore[arg-type]
-        )
+        await bounded(2, [  # large files: a few at a time, each in parallel parts; pack ranges: many
+            lambda: bounded(max(1, tuning.in_flight // tuning.parts_per_file), blob_jobs),  # type: ignore[arg-type]
+            lambda: bounded(tuning.in_flight // 2, jobs),  # type: ignore[arg-type]
+        ])  # bounded: the first failure cancels and awaits the rest, so nothing writes after we return
         _links_and_dirs(m, dest, only)
         rows = p.placed
         written = {r[0] for r in rows}

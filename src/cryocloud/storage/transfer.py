@@ -62,6 +62,19 @@ async def bounded(limit: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> lis
         raise
 
 
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` in a worker thread; if the caller is cancelled, wait for the thread to finish first (a thread
+    cannot be stopped, and one still writing must not outlive the files and descriptors it writes to)."""
+    fut = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.wait([fut])
+        if not fut.cancelled():
+            fut.exception()  # seen: the cancellation's cause is the error that counts
+        raise
+
+
 def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
     """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile)."""
     before = os.stat(path)
