@@ -99,7 +99,11 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
 def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str]) -> Submitted:
     spec = job_spec_from_script(script, cwd)
     profile = choose_profile(spec, settings)
-    spec = _without_profile_queue(spec, profile)
+    return submit_spec(_without_profile_queue(spec, profile), profile, settings, env)
+
+
+def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str]) -> Submitted:
+    """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     ledger = open_ledger(settings)
     try:
