@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +94,10 @@ def bare_array(work: Path, i: int, tasks: int, env: dict[str, str]) -> float:
 
 
 def cryocloud_array(project: Path, i: int, tasks: int) -> float:
-    """A fan-out JobSpec recorded and dispatched as service.submit_script does for one script."""
-    from cryocloud.agent import control
+    """A fan-out JobSpec submitted through service.submit_spec (what a fan-out client calls)."""
     from cryocloud.config import load_settings
     from cryocloud.jobs.relion import job_spec_from_script
-    from cryocloud.ledger import Ledger
-    from cryocloud.monitor import dispatch, ensure_monitor
+    from cryocloud.service import submit_spec
     from spine.helpers import make_job
 
     job_dir = f"External/array{i:03d}/"
@@ -107,19 +105,7 @@ def cryocloud_array(project: Path, i: int, tasks: int) -> float:
     t0 = time.perf_counter()
     spec = replace(job_spec_from_script(script, project), tasks=tasks)
     settings = load_settings()
-    ledger = Ledger(settings.ledger_path)
-    with ledger.transaction():
-        job_id = ledger.add_job(
-            name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
-            job_dir=spec.job_dir, profile="slurm", backend="slurm", user="bench", project=project.name,
-            state="queued", submitted_at=time.time(), spec=spec.to_json())
-        cdir = control.control_dir_for(project, spec.job_dir, job_id)
-        cdir.mkdir(parents=True)
-        ledger.update_job(job_id, control_dir=str(cdir))
-        control.write_json(cdir / control.LAUNCH, {"spec": asdict(spec), "mpi_launcher": ["mpirun"]})
-    dispatch(settings, ledger)
-    ledger.close()
-    ensure_monitor(settings)
+    submit_spec(spec, settings.profile("slurm"), settings, os.environ)
     return wait_marker(project / job_dir) - t0
 
 

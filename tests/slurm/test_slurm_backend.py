@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cryocloud.agent import control
 from cryocloud.backends import get_backend
 from cryocloud.backends.base import Handle, Launch
 from cryocloud.cli.main import main
@@ -18,9 +16,8 @@ from cryocloud.config import load_settings
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.relion import job_spec_from_script
 from cryocloud.ledger import Ledger
-from cryocloud.monitor import dispatch, ensure_monitor
 from cryocloud.proc import run_command
-from cryocloud.service import submit_script
+from cryocloud.service import submit_script, submit_spec
 from slurm.conftest import Cluster, write_config
 from spine.helpers import in_dir, job_state, make_job, markers, wait_for
 
@@ -34,26 +31,11 @@ def submit(project: Path, job_dir: str, commands: list[str], **kw: object) -> in
 
 
 def submit_fanout(project: Path, job_dir: str, commands: list[str], tasks: int) -> int:
-    """A fan-out job (JobSpec with `tasks` shards), recorded and dispatched as service.submit_script does."""
+    """A fan-out job (JobSpec with `tasks` shards) submitted through service.submit_spec."""
     script = make_job(project, job_dir, ["true"])  # shard commands name per-task files: no input discovery
     spec = replace(job_spec_from_script(script, project), tasks=tasks, commands=commands)
     settings = load_settings()
-    ledger = Ledger(settings.ledger_path)
-    try:
-        with ledger.transaction():
-            job_id = ledger.add_job(
-                name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
-                job_dir=spec.job_dir, profile="slurm", backend="slurm", user="test", project=project.name,
-                state="queued", submitted_at=time.time(), spec=spec.to_json())
-            cdir = control.control_dir_for(project, spec.job_dir, job_id)
-            cdir.mkdir(parents=True)
-            ledger.update_job(job_id, control_dir=str(cdir))
-            control.write_json(cdir / control.LAUNCH, {"spec": asdict(spec), "mpi_launcher": ["mpirun"]})
-        dispatch(settings, ledger)
-        ensure_monitor(settings)
-    finally:
-        ledger.close()
-    return job_id
+    return submit_spec(spec, settings.profile("slurm"), settings, os.environ).job.id
 
 
 def ended(job_id: int, timeout: float = 120) -> str:
