@@ -109,15 +109,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 @pytest.fixture
 def moto_env(moto_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    for var in [v for v in os.environ if v.startswith("AWS_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server["endpoint_url"])
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_server["access_key"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_server["secret_key"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-    return moto_server
+    return aws_env_for(moto_server, monkeypatch)
 
 
 @pytest.fixture
@@ -125,6 +117,19 @@ def moto_store(moto_env: dict[str, Any]) -> Any:
     from cryocloud.storage.s3 import S3Store
 
     return S3Store(make_bucket(moto_env), "lab1")
+
+
+def aws_env_for(server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Only this server's endpoint and test credentials in the environment, where boto3's chain finds them."""
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server["access_key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server["secret_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    return server
 
 
 def make_bucket(state: dict[str, Any]) -> str:
@@ -141,15 +146,7 @@ def make_bucket(state: dict[str, Any]) -> str:
 @pytest.fixture
 def s3_env(s3_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The server's test credentials in the environment, where boto3's chain finds them."""
-    for var in [v for v in os.environ if v.startswith("AWS_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server["endpoint_url"])
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server["access_key"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server["secret_key"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-    return s3_server
+    return aws_env_for(s3_server, monkeypatch)
 
 
 @pytest.fixture
