@@ -30,6 +30,7 @@ def _stop_leftovers(home: Path) -> None:
     from cryocloud.errors import CryocloudError
     from cryocloud.ledger import ACTIVE, Ledger
     from cryocloud.monitor import monitor_pid
+    from cryocloud.proc import pid_alive
     from cryocloud.service import cancel_job
 
     try:
@@ -45,10 +46,9 @@ def _stop_leftovers(home: Path) -> None:
                 cancel_job(settings, str(job.id), Path.cwd(), wait=10.0)
             except Exception as e:  # a test's broken config must not hide the cleanup of the rest
                 print(f"cleanup of job {job.id}: {e}")
-    pid = monitor_pid(settings)
-    if pid is not None:
+    while (pid := monitor_pid(settings, starting=True)) is not None:  # also one still starting up
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if monitor_pid(settings) is None:
+            if not pid_alive(pid):
                 break
             time.sleep(0.05)

@@ -262,13 +262,24 @@ def _lock(settings: Settings) -> int | None:
     return fd
 
 
-def monitor_pid(settings: Settings) -> int | None:
-    """The running monitor's pid (written into its lock file), or None."""
+def monitor_pid(settings: Settings, starting: bool = False) -> int | None:
+    """The running monitor's pid (written into its lock file), or None. With `starting`, also one that was
+    just spawned and has not taken the lock yet."""
+    for name in ("monitor.lock", "monitor.spawned") if starting else ("monitor.lock",):
+        try:
+            text = (settings.run_dir / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and pid_alive(int(text)) and "cryocloud.monitor" in _cmdline(int(text)):
+            return int(text)
+    return None
+
+
+def _cmdline(pid: int) -> str:
     try:
-        text = (settings.run_dir / "monitor.lock").read_text().strip()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return None
-    return int(text) if text.isdigit() and pid_alive(int(text)) else None
+        return ""
 
 
 def ensure_monitor(settings: Settings) -> None:
@@ -278,7 +289,8 @@ def ensure_monitor(settings: Settings) -> None:
         return
     os.close(fd)  # free it for the monitor we start; if another grabs it first, ours exits at once
     log = settings.run_dir / "monitor.log"
-    spawn_detached([sys.executable, "-m", "cryocloud.monitor"], env=dict(os.environ), stdout=log, stderr=log)
+    pid = spawn_detached([sys.executable, "-m", "cryocloud.monitor"], env=dict(os.environ), stdout=log, stderr=log)
+    (settings.run_dir / "monitor.spawned").write_text(str(pid))  # found even before it takes the lock
 
 
 def _reap_children() -> None:

@@ -134,12 +134,12 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
         with open(job_dir / "run.out", "a", encoding="utf-8") as f:
             f.write(stamp(f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}"))
         dispatch(settings, ledger)
-        ensure_monitor(settings)
         row = ledger.job(job_id)
         assert row is not None
         if row.state == "failed":  # the backend refused it at launch; run.err and the marker say so already
             raise LaunchRefused(f"job {job_id} could not start on {profile.name}: {row.message}",
                                 f"see {spec.job_dir}run.err; `cryocloud status {job_id}`")
+        ensure_monitor(settings)
         return Submitted(row, profile)
     finally:
         ledger.close()
