@@ -1,8 +1,9 @@
 """The monitor: starts queued jobs when their backend has room, and reconciles what agents report with
 the ledger (including agents that died without reporting: their jobs end as failed, with a marker).
 
-One per user (a lock file); `submit` starts it when it is not running; it exits when no job is active.
-Every `status`/`costs` call runs one reconcile pass too, so the ledger is right even without it.
+One per user (a lock file); `submit` starts it when it is not running; it exits once no job is active and
+nothing was submitted for `local.monitor_linger` seconds (default 300: meanwhile it takes submissions warm,
+see handoff.py). Every `status`/`costs` call runs one reconcile pass too, so the ledger is right without it.
 """
 
 from __future__ import annotations
