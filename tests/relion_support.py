@@ -75,6 +75,17 @@ def run_and_abort(project: Path, job_dir: str, after: str = "run_it001_data.star
     return status
 
 
+def check_abort_from_relion(project: Path, options: str = "") -> None:
+    """A long Class2D (extra job `options`, e.g. a Queue name) aborted the way RELION's Abort button does:
+    RELION shows it aborted, with its marker and without later iterations."""
+    job = add_job(project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 50")
+                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes" + options)
+    jd = project / job
+    assert run_and_abort(project, job) == "aborted"
+    assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert not (jd / "run_it050_data.star").exists()
+
+
 def process_status(project: Path) -> dict[str, str]:
     pipeline = project / "default_pipeline.star"
     blocks = starfile.read(pipeline, always_dict=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -14,7 +15,11 @@ def require_tool(name: str) -> None:
     """A missing tool fails under CI=true (never a silent skip there) and skips on a developer machine."""
     if shutil.which(name):
         return
-    msg = f"{name} is not installed (scripts/install-deps.sh installs it)"
+    unavailable(f"{name} is not installed (scripts/install-deps.sh installs it)")
+
+
+def unavailable(msg: str) -> NoReturn:
+    """What a test does when something it needs is missing: fail under CI=true, skip on a developer machine."""
     if IN_CI:
         pytest.fail(msg)
     pytest.skip(msg)

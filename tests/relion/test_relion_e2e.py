@@ -11,7 +11,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
-from relion_support import CLASS2D, add_job, relion_env, run_and_abort, run_job
+from relion_support import CLASS2D, add_job, check_abort_from_relion, relion_env, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,14 +40,7 @@ def test_motioncorr_relions_own_implementation(demo_project: Path) -> None:
 
 
 def test_abort_from_relion(demo_project: Path) -> None:
-    job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 50")
-                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes")
-    jd = demo_project / job
-
-    status = run_and_abort(demo_project, job)
-    assert status == "aborted"
-    assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
-    assert not (jd / "run_it050_data.star").exists()
+    check_abort_from_relion(demo_project)
 
 
 def _data_table(path: Path) -> pd.DataFrame:

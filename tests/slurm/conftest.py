@@ -18,7 +18,7 @@ import pytest
 from cryocloud.errors import CryocloudError
 from cryocloud.proc import run_command
 from relion_support import demo_base, demo_project  # noqa: F401  (fixtures)
-from testtools import IN_CI, require_tool
+from testtools import require_tool, unavailable
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 
@@ -29,18 +29,12 @@ class Cluster:
     conf: Path
 
 
-def _unavailable(msg: str) -> None:
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[Cluster]:
     for tool in ("sbatch", "squeue", "scontrol", "sinfo"):
         require_tool(tool)
     if os.geteuid() != 0:
-        _unavailable("the test Slurm needs root (slurmd runs as root)")
+        unavailable("the test Slurm needs root (slurmd runs as root)")
     # munged wants every parent folder of its socket searchable by all: pytest's tmp folders are 0700
     cdir = Path(tempfile.mkdtemp(prefix="cryocloud-slurm-", dir="/tmp"))
     cdir.chmod(0o755)
@@ -50,7 +44,7 @@ def slurm_cluster() -> Iterator[Cluster]:
         run_command(["bash", str(SCRIPTS / "start.sh"), str(cdir)], env=env, timeout=300)
     except CryocloudError as e:
         run_command(["bash", str(SCRIPTS / "stop.sh"), str(cdir), "--purge"], env=env, timeout=120, check=False)
-        _unavailable(f"could not start the test Slurm: {e}")
+        unavailable(f"could not start the test Slurm: {e}")
     try:
         yield Cluster(cdir, cdir / "slurm.conf")
     finally:

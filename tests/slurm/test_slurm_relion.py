@@ -14,7 +14,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
-from relion_support import CLASS2D, add_job, run_and_abort, run_job
+from relion_support import CLASS2D, add_job, check_abort_from_relion, run_job
 from slurm.conftest import Cluster
 from slurm.test_slurm_backend import ended, submit_fanout
 
@@ -54,14 +54,7 @@ def test_class2d_under_mpi_on_slurm(slurm: Cluster, demo_project: Path) -> None:
 
 
 def test_abort_from_relion_on_slurm(slurm: Cluster, demo_project: Path) -> None:
-    job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 50")
-                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;queuename == slurm")
-    jd = demo_project / job
-
-    status = run_and_abort(demo_project, job)
-    assert status == "aborted"
-    assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
-    assert not (jd / "run_it050_data.star").exists()
+    check_abort_from_relion(demo_project, ';queuename == slurm')
 
 
 MOTIONCORR = ("relion_run_motioncorr --i {inp} --o {out} --first_frame_sum 1 --last_frame_sum -1 --use_own --j 1 "
