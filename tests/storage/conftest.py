@@ -175,6 +175,7 @@ def project(tmp_path: Path) -> Path:
         write(root / "MotionCorr" / "job002" / "Movies" / f"m{i}.star", f"data_\n_rlnX {i}\n".encode())
     write(root / "default_pipeline.star", b"data_pipeline_general\n")
     write(root / "MotionCorr" / "job002" / "dup.star", b"data_\n_rlnX 0\n")
+    write(root / "MotionCorr" / "job002" / "empty.log", b"")  # an empty file, packed at a range end
     (root / "MotionCorr" / "first").symlink_to("job002")
     (root / "Empty").mkdir()
     return root

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import ObjectInfo, ObjectNotFound, ObjectStore
+from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, ObjectStore
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -34,8 +34,14 @@ def test_range_get(store: ObjectStore) -> None:
     run(store.put("r", b"0123456789"))
     assert run(store.get("r", 2, 5)) == b"234"
     assert run(store.get("r", 7)) == b"789"
-    assert bytes(run(store.get_view("r", 2, 5))) == b"234"
-    assert bytes(run(store.get_view("r"))) == b"0123456789"
+
+    async def stream(start: int | None = None, end: int | None = None) -> bytes:
+        return b"".join([bytes(c) async for c in store.get_stream("r", start, end)])
+
+    assert run(stream(2, 5)) == b"234"
+    assert run(stream(7)) == b"789"
+    assert run(stream()) == b"0123456789"
+    assert run(stream(4, 4)) == b""  # an empty range: no request, no bytes
 
 
 def test_streamed_put_large_multipart(store: ObjectStore) -> None:
@@ -44,7 +50,9 @@ def test_streamed_put_large_multipart(store: ObjectStore) -> None:
     assert run(store.head("big")).size == 36 << 20  # type: ignore[union-attr]
 
     async def read() -> bytes:
-        return b"".join([c async for c in store.get_stream("big")])
+        got = [bytes(c) async for c in store.get_stream("big")]
+        assert all(len(c) <= 2 * STREAM_CHUNK for c in got)  # streamed, not one buffer
+        return b"".join(got)
 
     assert run(read()) == b"".join(chunks)
 

@@ -142,6 +142,28 @@ def test_corrupted_object_is_refused_and_nothing_wrong_lands(store: ObjectStore,
     assert (tmp_path / "out3" / "Movies" / "m1.tiff").read_bytes() == (project / "Movies" / "m1.tiff").read_bytes()
 
 
+def test_large_file_in_many_ranges_is_checked_end_to_end(store: ObjectStore, tmp_path: Path) -> None:
+    """A file downloaded as several streamed ranges (1 MiB here): right bytes land; a flipped byte in the
+    last range (hashed from the written file, not as it arrives) is caught and nothing lands."""
+    src = tmp_path / "src"
+    data = os.urandom((5 << 20) + 12345)  # 6 ranges, the last one short
+    write(src / "Movies" / "big.tiff", data)
+    small = transfer.Tuning(range_size=1 << 20, parts_per_file=3)
+    r = push(store, src, name="big")
+    pull(store, "big", tmp_path / "out", tuning=small)
+    assert (tmp_path / "out" / "Movies" / "big.tiff").read_bytes() == data
+    entry = r.manifest.files[0]
+    broken = bytearray(data)
+    broken[-100] ^= 0xFF
+    asyncio.run(store.put(blob_key(entry.sha256), bytes(broken)))
+    with pytest.raises(IntegrityError, match=r"big\.tiff"):
+        pull(store, "big", tmp_path / "out2", tuning=small)
+    assert not list((tmp_path / "out2").rglob("*.tiff")) and not list((tmp_path / "out2").rglob("*.cryocloud-part"))
+    asyncio.run(store.put(blob_key(entry.sha256), data[:-1]))  # truncated: a short read, refused the same way
+    with pytest.raises(IntegrityError, match=r"short read"):
+        pull(store, "big", tmp_path / "out3", tuning=small)
+
+
 def test_no_space_left_locally(store: ObjectStore, project: Path, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     push(store, project, name="p")

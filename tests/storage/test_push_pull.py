@@ -36,7 +36,7 @@ def tree(root: Path) -> dict[str, object]:
 def test_roundtrip_exact_layout(store: ObjectStore, project: Path, tmp_path: Path) -> None:
     os.chmod(project / "Movies" / "m0.tiff", 0o600)
     result = push(store, project, name="backup/p1")
-    assert result.files == 45 and result.manifest_written
+    assert result.files == 46 and result.manifest_written
     pull(store, "backup/p1", tmp_path / "restored")
     assert tree(tmp_path / "restored") == tree(project)
     assert (tmp_path / "restored" / "MotionCorr" / "first").is_symlink()
@@ -76,7 +76,7 @@ def test_pull_resumes_and_repairs(store: ObjectStore, project: Path, tmp_path: P
     push(store, project, name="p")
     dest = tmp_path / "out"
     first = pull(store, "p", dest)
-    assert first.downloaded_files == 45
+    assert first.downloaded_files == 46
     (dest / "Movies" / "m0.tiff").unlink()
     write(dest / "Movies" / "m1.tiff", b"x" * (3_000_001))  # same size, wrong bytes
     (dest / "MotionCorr" / "job002" / "Movies" / "m5.star").write_bytes(b"bad")

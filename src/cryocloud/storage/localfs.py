@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import ObjectInfo, ObjectNotFound, scope
-
-CHUNK = 8 << 20
+from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, scope
 
 
 class LocalFolderStore:
@@ -89,18 +87,23 @@ class LocalFolderStore:
 
         return await asyncio.to_thread(_get)
 
-    async def get_view(self, key: str, start: int | None = None, end: int | None = None) -> memoryview:
-        return memoryview(await self.get(key, start, end))
-
-    async def get_stream(self, key: str) -> AsyncIterator[bytes]:
+    async def get_stream(self, key: str, start: int | None = None,
+                         end: int | None = None) -> AsyncIterator[memoryview]:
         path = self._path(key)
         try:
             f = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
         try:
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                yield chunk
+            if start:
+                f.seek(start)
+            left = -1 if end is None else end - (start or 0)
+            while left:
+                chunk = await asyncio.to_thread(f.read, STREAM_CHUNK if left < 0 else min(left, STREAM_CHUNK))
+                if not chunk:
+                    break
+                left -= len(chunk) if left > 0 else 0
+                yield memoryview(chunk)
         finally:
             f.close()
 

@@ -4,6 +4,7 @@ Resumable and idempotent: a file already in place with the right size and hash (
 skipped. Every byte is checked against its SHA-256 before it lands: downloads go to `.NAME.cryocloud-part`
 and are renamed into place only when the hash matches, so a corrupt object raises `IntegrityError` and
 never leaves a wrong file behind. Packs are fetched with one ranged GET covering the files needed.
+Everything arrives as a stream of ~1 MiB chunks written as they come (see `ObjectStore.get_stream`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
 from cryocloud.storage.progress import NullProgress, Progress
-from cryocloud.storage.transfer import Tuning, bounded, hash_file, in_thread, os_error, run
+from cryocloud.storage.transfer import READ_CHUNK, Tuning, bounded, hash_file, in_thread, os_error, run
 
 PART = ".cryocloud-part"
 
@@ -144,41 +145,43 @@ class _Pull:
         return done
 
     async def blob(self, entry: FileEntry, copies: list[FileEntry]) -> None:
-        """One large file, as parallel ranged GETs written in place; hashed in order as the parts arrive."""
+        """One large file, as streamed ranged GETs (a few in flight) written in place chunk by chunk. The
+        first range is hashed as it arrives; the others are hashed from the file (page cache) once the
+        first is done, so what is checked is what was written."""
         dest = self.dest / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _part(dest)
         h = hashlib.sha256()
-        part = self.tuning.part_size
-        ranges = [(o, min(o + part, entry.size)) for o in range(0, entry.size, part)] or [(0, 0)]
-        ahead = asyncio.Semaphore(self.tuning.parts_per_file)  # parts fetched but not yet written, at most
-
-        async def fetch(start: int, end: int) -> memoryview:
-            await ahead.acquire()
-            if len(ranges) > 1:
-                return await self.store.get_view(entry.key, start, end)
-            return await self.store.get_view(entry.key)
-
-        tasks = [asyncio.ensure_future(fetch(s, e)) for s, e in ranges]
+        step = self.tuning.range_size
+        ranges = [(o, min(o + step, entry.size)) for o in range(0, entry.size, step)]
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                for (start, end), task in zip(ranges, tasks, strict=True):
-                    data = await task
-                    if len(data) != end - start:
-                        raise _corrupt(entry, f"short read ({len(data)} of {end - start} bytes at {start})")
+                async def fetch(start: int, end: int) -> None:
+                    at = start
+                    whole = len(ranges) == 1  # one range: the object, without a Range header
+                    async for chunk in self.store.get_stream(entry.key, *((None, None) if whole else (start, end))):
+                        if at + len(chunk) > end:
+                            raise _corrupt(entry, f"long read (more than {end - start} bytes at {start})")
 
-                    def take(data: memoryview = data, start: int = start) -> None:
-                        h.update(data)
-                        # a nearly full disk answers with a short write before ENOSPC: write the rest, so
-                        # the file never holds a hole while its hash (of the received bytes) says it is right
-                        done = 0
-                        while done < len(data):
-                            done += os.pwrite(fd, data[done:], start + done)
+                        def take(chunk: memoryview = chunk, at: int = at) -> None:
+                            if start == 0:
+                                h.update(chunk)
+                            # a nearly full disk answers with a short write before ENOSPC: write the rest, so
+                            # the file never holds a hole while its hash says it is right
+                            done = 0
+                            while done < len(chunk):
+                                done += os.pwrite(fd, chunk[done:], at + done)
 
-                    await in_thread(take)
-                    ahead.release()
-                    self.progress.advance(len(data))
+                        await in_thread(take)
+                        at += len(chunk)
+                        self.progress.advance(len(chunk))
+                    if at != end:
+                        raise _corrupt(entry, f"short read ({at - start} of {end - start} bytes at {start})")
+
+                await bounded(self.tuning.parts_per_file, [lambda r=r: fetch(*r) for r in ranges])  # type: ignore[misc]
+                if len(ranges) > 1:
+                    await in_thread(lambda: _hash_into(h, fd, ranges[0][1], entry.size))
             finally:
                 os.close(fd)
             if h.hexdigest() != entry.sha256:
@@ -194,34 +197,62 @@ class _Pull:
         except OSError as e:
             raise os_error(e, f"writing {dest}") from None
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             tmp.unlink(missing_ok=True)
         self.files += 1 + len(copies)
         self.bytes += entry.size
 
     async def pack(self, entries: list[FileEntry]) -> None:
-        start = min(e.offset for e in entries)
+        """Files stored side by side in one pack (`entries` sorted by offset): one streamed ranged GET; each
+        file is hashed and written as soon as its last byte has arrived."""
+        start = entries[0].offset
         end = max(e.offset + e.size for e in entries)
-        data = await self.store.get_view(entries[0].key, start, end)
-        if len(data) != end - start:
-            raise _corrupt(entries[0], f"short read ({len(data)} of {end - start} bytes)")
         root = str(self.dest)
+        buf = bytearray()  # bytes of the range from `base` on, not yet written
+        base, i = start, 0
 
-        def write() -> None:
-            for e in entries:
-                path = f"{root}/{e.path}"
-                st = _write_checked(path, data[e.offset - start : e.offset - start + e.size], e, self.made)
-                self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
+        def write(ready: list[FileEntry]) -> None:
+            with memoryview(buf) as view:
+                for e in ready:
+                    path = f"{root}/{e.path}"
+                    st = _write_checked(path, view[e.offset - base : e.offset - base + e.size], e, self.made)
+                    self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
+
+        async def drain() -> None:  # write the files complete in `buf`
+            nonlocal base, i
+            j = i
+            while j < len(entries) and entries[j].offset + entries[j].size <= base + len(buf):
+                j += 1
+            if j > i:
+                await in_thread(lambda ready=entries[i:j]: write(ready))  # type: ignore[misc]
+                cut = max(e.offset + e.size for e in entries[i:j]) - base
+                del buf[:cut]
+                base, i = base + cut, j
 
         try:
-            await in_thread(write)
+            async for chunk in self.store.get_stream(entries[0].key, start, end):
+                if base + len(buf) + len(chunk) > end:
+                    raise _corrupt(entries[0], f"long read (more than {end - start} bytes at {start})")
+                buf += chunk
+                await drain()
+                self.progress.advance(len(chunk))
+            await drain()  # empty files at the end of an empty range
         except OSError as e:
             raise os_error(e, f"writing into {self.dest}") from None
-        self.progress.advance(end - start)
+        if i < len(entries):
+            raise _corrupt(entries[i], f"short read ({base + len(buf) - start} of {end - start} bytes)")
         self.files += len(entries)
         self.bytes += end - start
+
+
+def _hash_into(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
+    """Feed bytes [start, end) of the open file `fd` to `h`, in large reads."""
+    at = start
+    while at < end:
+        data = os.pread(fd, min(READ_CHUNK, end - at), at)
+        if not data:
+            break
+        h.update(data)
+        at += len(data)
 
 
 async def pull_async(
