@@ -51,8 +51,9 @@ def make_sets(base: Path, movies: int, movie_mb: int, particles: int, particle_k
 
 
 class Bench:
-    def __init__(self, work: Path, server: dict[str, str]) -> None:
+    def __init__(self, work: Path, server: dict[str, str], downloads: Path) -> None:
         self.work = work
+        self.downloads = downloads
         self.server = server
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRYOCLOUD_"))}
         self.env.update({
@@ -71,7 +72,7 @@ class Bench:
 
     def fresh(self, label: str) -> tuple[str, Path]:
         self.n += 1
-        return f"{label}-{self.n}", self.work / "down" / f"{label}-{self.n}"
+        return f"{label}-{self.n}", self.downloads / f"{label}-{self.n}"
 
     def timed(self, argv: list[str | Path], env: dict[str, str] | None = None) -> float:
         run_command(["sync"])  # untimed: the previous run's dirty pages are not written back during this one
@@ -136,15 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", type=int, default=10000, help="files of 2 KiB for the re-push (P2) measurement")
     p.add_argument("--tools", default="cryocloud,aws,s5cmd,rclone,cp")
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--downloads", type=Path, default=None,
+                   help="where downloads land (default: the work folder on disk); /dev/shm takes the disk's "
+                        "write-back noise out of the comparison")
     a = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ccbench-", dir=os.environ.get("TMPDIR")))
+    downloads = Path(tempfile.mkdtemp(prefix="ccbench-down-", dir=a.downloads)) if a.downloads else work / "down"
     sdir = work / "server"
     server = json.loads(run_command([sys.executable, REPO / "scripts" / "s3-server", "start", sdir]).stdout)
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     repush: dict[str, list[dict[str, object]]] = {}
     try:
         sets = make_sets(work / "data", a.movies, a.movie_mb, a.particles, a.particle_kb, a.tiny)
-        bench = Bench(work, server)
+        bench = Bench(work, server, downloads)
         tools: dict[str, Callable[..., tuple[float, ...]]] = {
             t: getattr(bench, t) for t in a.tools.split(",")}
         for rep in range(a.reps):
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run_command([sys.executable, REPO / "scripts" / "s3-server", "stop", sdir], check=False)
         shutil.rmtree(work, ignore_errors=True)
+        if a.downloads:
+            shutil.rmtree(downloads, ignore_errors=True)
     return 0
 
 
@@ -206,6 +213,11 @@ def render(results: dict[str, dict[str, dict[str, list[float]]]], repush: dict[s
         small = sizes["particles"] / 1e6 / med["particles"]["cryocloud"]["up"]
         lines += ["", f"small-file upload rate: {small:.0f} MB/s = {100 * small / best_large:.0f}% of the best "
                       f"large-file upload rate in this run ({best_large:.0f} MB/s; cryocloud's own: {large:.0f} MB/s)"]
+    verifying = [t for t in ("rclone",) if t in peers]  # s5cmd and aws-cli do not check what they download
+    if verifying and all("cryocloud" in med[s] for s in med):
+        parts = [f"{s} {min(med[s][t]['down'] for t in verifying) / med[s]['cryocloud']['down']:.2f}x" for s in med]
+        lines.append("download vs the fastest peer that verifies what it downloads (rclone, MD5 of single-part "
+                     f"objects; s5cmd and aws-cli check nothing): {', '.join(parts)}")
     for s, rows in repush.items():
         secs = statistics.median(float(str(r["seconds"])) for r in rows)
         moved = max(int(str(r["uploaded_bytes"])) for r in rows)
