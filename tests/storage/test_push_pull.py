@@ -122,3 +122,15 @@ def test_duplicate_content_at_many_paths(store: ObjectStore, tmp_path: Path) -> 
     assert r.uploaded_bytes == len(big) + 4
     pull(store, "d", tmp_path / "o")
     assert tree(tmp_path / "o") == tree(root)
+
+
+def test_packed_files_spanning_stream_chunks(store: ObjectStore, tmp_path: Path) -> None:
+    """Pack members of ~300 KiB arrive in ~1 MiB stream chunks: many span two chunks, some are empty; every
+    one lands byte for byte."""
+    src = tmp_path / "src"
+    for i in range(24):
+        write(src / "Extract" / f"p{i:02d}.mrcs", os.urandom(300_000 + 977 * i) if i % 7 else b"")
+    r = push(store, src, name="parts")
+    assert {f.pack for f in r.manifest.files} != {""}  # they travelled in packs
+    pull(store, "parts", tmp_path / "out")
+    assert tree(tmp_path / "out") == tree(src)

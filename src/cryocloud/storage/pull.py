@@ -203,43 +203,49 @@ class _Pull:
 
     async def pack(self, entries: list[FileEntry]) -> None:
         """Files stored side by side in one pack (`entries` sorted by offset): one streamed ranged GET; each
-        file is hashed and written as soon as its last byte has arrived."""
+        file is hashed and written as soon as its last byte has arrived, straight from the chunk that holds
+        it (only a file spanning two chunks is joined: no copy of the stream on the event loop)."""
         start = entries[0].offset
         end = max(e.offset + e.size for e in entries)
         root = str(self.dest)
-        buf = bytearray()  # bytes of the range from `base` on, not yet written
-        base, i = start, 0
+        chunks: list[tuple[int, memoryview]] = []  # (offset, bytes) received and not yet all written
+        got, i = start, 0
+
+        def piece(off: int, size: int) -> memoryview | bytes:
+            parts = [c[max(off, at) - at : min(off + size, at + len(c)) - at] for at, c in chunks
+                     if at < off + size and off < at + len(c)]
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
         def write(ready: list[FileEntry]) -> None:
-            with memoryview(buf) as view:
-                for e in ready:
-                    path = f"{root}/{e.path}"
-                    st = _write_checked(path, view[e.offset - base : e.offset - base + e.size], e, self.made)
-                    self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
+            for e in ready:
+                path = f"{root}/{e.path}"
+                st = _write_checked(path, memoryview(piece(e.offset, e.size)), e, self.made)
+                self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
 
-        async def drain() -> None:  # write the files complete in `buf`
-            nonlocal base, i
+        async def drain() -> None:  # write the files whose bytes have all arrived
+            nonlocal chunks, i
             j = i
-            while j < len(entries) and entries[j].offset + entries[j].size <= base + len(buf):
+            while j < len(entries) and entries[j].offset + entries[j].size <= got:
                 j += 1
             if j > i:
                 await in_thread(lambda ready=entries[i:j]: write(ready))  # type: ignore[misc]
-                cut = max(e.offset + e.size for e in entries[i:j]) - base
-                del buf[:cut]
-                base, i = base + cut, j
+                i = j
+                keep = entries[i].offset if i < len(entries) else end
+                chunks = [(at, c) for at, c in chunks if at + len(c) > keep]
 
         try:
             async for chunk in self.store.get_stream(entries[0].key, start, end):
-                if base + len(buf) + len(chunk) > end:
+                if got + len(chunk) > end:
                     raise _corrupt(entries[0], f"long read (more than {end - start} bytes at {start})")
-                buf += chunk
+                chunks.append((got, chunk))
+                got += len(chunk)
                 await drain()
                 self.progress.advance(len(chunk))
             await drain()  # empty files at the end of an empty range
         except OSError as e:
             raise os_error(e, f"writing into {self.dest}") from None
         if i < len(entries):
-            raise _corrupt(entries[i], f"short read ({base + len(buf) - start} of {end - start} bytes)")
+            raise _corrupt(entries[i], f"short read ({got - start} of {end - start} bytes)")
         self.files += len(entries)
         self.bytes += end - start
 
@@ -293,14 +299,14 @@ async def pull_async(
             group.sort(key=lambda e: e.offset)
             chunk: list[FileEntry] = []
             for e in group:  # split big packs into ranges of ~pack_size so they download in parallel
-                if chunk and e.offset + e.size - chunk[0].offset > tuning.pack_size // 2:
+                if chunk and e.offset + e.size - chunk[0].offset > tuning.pack_size:
                     jobs.append(lambda c=chunk: p.pack(c))
                     chunk = []
                 chunk.append(e)
             jobs.append(lambda c=chunk: p.pack(c))
         await bounded(2, [  # large files: a few at a time, each in parallel parts; pack ranges: many
             lambda: bounded(max(1, tuning.in_flight // tuning.parts_per_file), blob_jobs),  # type: ignore[arg-type]
-            lambda: bounded(tuning.in_flight // 2, jobs),  # type: ignore[arg-type]
+            lambda: bounded(tuning.in_flight, jobs),  # type: ignore[arg-type]
         ])  # bounded: the first failure cancels and awaits the rest, so nothing writes after we return
         _links_and_dirs(m, dest, only)
         rows = p.placed
