@@ -22,7 +22,7 @@ from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
 from cryocloud.storage.progress import NullProgress, Progress
-from cryocloud.storage.transfer import READ_CHUNK, Tuning, bounded, hash_file, in_thread, os_error, run
+from cryocloud.storage.transfer import Tuning, bounded, hash_file, hash_range, in_thread, os_error, run
 
 PART = ".cryocloud-part"
 
@@ -181,7 +181,7 @@ class _Pull:
 
                 await bounded(self.tuning.parts_per_file, [lambda r=r: fetch(*r) for r in ranges])  # type: ignore[misc]
                 if len(ranges) > 1:
-                    await in_thread(lambda: _hash_into(h, fd, ranges[0][1], entry.size))
+                    await in_thread(lambda: hash_range(h, fd, ranges[0][1], entry.size))
             finally:
                 os.close(fd)
             if h.hexdigest() != entry.sha256:
@@ -248,17 +248,6 @@ class _Pull:
             raise _corrupt(entries[i], f"short read ({got - start} of {end - start} bytes)")
         self.files += len(entries)
         self.bytes += end - start
-
-
-def _hash_into(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
-    """Feed bytes [start, end) of the open file `fd` to `h`, in large reads."""
-    at = start
-    while at < end:
-        data = os.pread(fd, min(READ_CHUNK, end - at), at)
-        if not data:
-            break
-        h.update(data)
-        at += len(data)
 
 
 async def pull_async(

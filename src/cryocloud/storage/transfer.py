@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from cryocloud.errors import CryocloudError
 
 T = TypeVar("T")
-READ_CHUNK = 8 << 20
+READ_CHUNK = 1 << 20  # hashing 1 GB here: 0.75 s through one 1 MiB buffer, 0.9-1.5 s with fresh 8 MiB reads
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,29 @@ async def in_thread(fn: Callable[[], T]) -> T:
 
 
 def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
-    """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile)."""
+    """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile).
+    Reads into one reused buffer: a fresh 8 MiB `bytes` per read cost ~2x the system time (new pages)."""
     before = os.stat(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(READ_CHUNK):
-            h.update(chunk)
+    buf = bytearray(READ_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest(), before, os.stat(path)
+
+
+def hash_range(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
+    """Feed bytes [start, end) of the open file `fd` to `h`, through one reused buffer."""
+    buf = bytearray(READ_CHUNK)
+    view = memoryview(buf)
+    at = start
+    while at < end:
+        n = os.preadv(fd, [view[: min(READ_CHUNK, end - at)]], at)
+        if not n:
+            break
+        h.update(view[:n])
+        at += n
 
 
 def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
