@@ -229,3 +229,27 @@ def _some_blobs(store: ObjectStore) -> bool:
         return len(_aiter(store, "cas/b/")) >= 2
     except CryocloudError:
         return False
+
+
+def test_a_full_server_is_reported_as_the_servers_problem(s3_env: dict[str, Any], project: Path,
+                                                          tmp_path_factory: pytest.TempPathFactory,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its own server, allowed one volume: the first bucket fills it, a push to a second bucket gets the
+    server's 500 back as the server's problem (not as 'cannot reach' or 'refused'), and writes no manifest."""
+    from cryocloud.storage.s3 import S3Store
+
+    d = tmp_path_factory.mktemp("full")
+    state = server_cmd("start", d, "--volumes", "1")
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", state["endpoint_url"])
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", state["access_key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", state["secret_key"])
+        push(S3Store(make_bucket(state)), project, name="p")
+        second = S3Store(make_bucket(state))
+        one = write(project.parent / "one" / "run.star", b"data_\n")  # one request, retried by obstore (~6 s)
+        with pytest.raises(CryocloudError, match=r"S3 server at .* failed \(500") as e:
+            push(second, one.parent, name="p")
+        assert "server's side" in e.value.hint and "free space" in e.value.hint
+        assert _aiter(second, "manifests/") == []
+    finally:
+        server_cmd("kill", d)  # a full weed ignores SIGTERM for the script's 20 s grace; its data is throwaway

@@ -34,6 +34,28 @@ def _endpoint(explicit: str) -> str:
     return explicit or os.environ.get("AWS_ENDPOINT_URL_S3", "") or os.environ.get("AWS_ENDPOINT_URL", "")
 
 
+_DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
+# transport failures as obstore/reqwest and botocore word them
+_UNREACHABLE = ("error sending request", "connect", "dns error", "timed out", "connection refused",
+                "could not connect", "connection reset", "broken pipe")
+
+
+def _answer(e: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, S3 error code, message) when the server answered, else (0, "", "")."""
+    import re
+
+    response = getattr(e, "response", None)  # botocore's ClientError
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        return (int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)), str(error.get("Code", "")),
+                str(error.get("Message", "")))
+    text = str(e)  # obstore: "... Server returned non-2xx status code: 500 Internal Server Error: <?xml ..."
+    found = re.search(r"status code: (\d{3})", text)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    message = re.search(r"<Message>([^<]+)</Message>", text)
+    return (int(found.group(1)) if found else 0, code.group(1) if code else "", message.group(1) if message else "")
+
+
 class S3Store:
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str = "", region: str = "") -> None:
         from obstore.store import S3Store as ObS3
@@ -120,20 +142,34 @@ class S3Store:
 
     # --- errors -------------------------------------------------------------------------------------
     def _raise(self, e: BaseException, what: str, key: str = "") -> NoReturn:
+        """One CryocloudError for any failure: by the server's HTTP status and S3 error code when it
+        answered, as a transport failure when it did not. (Never by loose words in the text: obstore's
+        messages carry fields like `retry_timeout` and request ids that would match.)"""
         import obstore.exceptions as oe
 
         text = str(e)
-        if isinstance(e, oe.NotFoundError | FileNotFoundError) and "NoSuchBucket" not in text:
+        status, code, message = _answer(e)
+        if isinstance(e, oe.NotFoundError | FileNotFoundError) and code != "NoSuchBucket":
             raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
-        if "NoSuchBucket" in text:
+        if code == "NoSuchBucket":
             raise self._no_bucket() from None
-        if "InvalidObjectState" in text:  # a 403 too, but not about credentials: an archived object
+        if code == "InvalidObjectState":  # a 403 too, but not about credentials: an archived object
             raise self._archived(key, text) from None
-        if isinstance(e, oe.UnauthenticatedError | oe.PermissionDeniedError | PermissionError) or any(
-            code in text for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
+        if status in (401, 403) or code in _DENIED or isinstance(
+            e, oe.UnauthenticatedError | oe.PermissionDeniedError | PermissionError
         ):
             raise self._denied(text) from None
-        if any(s in text.lower() for s in ("connect", "connection", "dns", "timed out", "timeout")):
+        if status >= 500:
+            raise CryocloudError(
+                f"the S3 server at {self.endpoint_url or 'AWS'} failed ({status} {code}: {message}) during "
+                f"{what} {key or self.url}",
+                "a problem on the server's side (full, overloaded, read-only): check its logs and free space, "
+                "then retry; transfers resume where they stopped",
+            )
+        if status:
+            raise CryocloudError(f"{what} {key or self.url} was refused by the server ({status} {code}: {message})",
+                                 "check the storage URL and the key; then retry")
+        if any(s in text.lower() for s in _UNREACHABLE):
             raise self._unreachable(text) from None
         first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         raise CryocloudError(f"{what} {key or self.url} failed: {first}", "retry; transfers resume where they stopped")
