@@ -19,7 +19,7 @@ from cryocloud.storage import transfer
 from cryocloud.storage.base import IntegrityError, ObjectStore
 from cryocloud.storage.manifest import blob_key, manifest_key
 from cryocloud.storage.pull import load_manifest, pull
-from cryocloud.storage.push import push
+from cryocloud.storage.push import push, push_async
 
 from .conftest import make_bucket, server_cmd, write
 
@@ -253,3 +253,46 @@ def test_a_full_server_is_reported_as_the_servers_problem(s3_env: dict[str, Any]
         assert _aiter(second, "manifests/") == []
     finally:
         server_cmd("kill", d)  # a full weed ignores SIGTERM for the script's 20 s grace; its data is throwaway
+
+
+def test_a_failing_upload_beside_twin_files_raises_only_its_own_error(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Two paths with the same large bytes (one upload, the twin waits for it) and a small file whose pack
+    upload fails: the push raises that failure after cancelling and awaiting the large-file uploads (they
+    used to run on unawaited), and cancelling the waiting twin leaves no second error behind (it used to
+    cancel the shared upload's future, and the upload then failed to record its own end)."""
+    from cryocloud.storage.localfs import LocalFolderStore
+
+    inner = LocalFolderStore(tmp_path / "store")
+    same = os.urandom(3_000_000)
+    uploads: list[str] = []
+
+    class Failing:
+        url = inner.url
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        async def put(self, key: str, data: Any, size: int | None = None, tags: Any = None) -> None:
+            if key.startswith("cas/p/"):
+                await asyncio.sleep(0.05)
+                raise CryocloudError("boom", "test")
+            await asyncio.sleep(0.3)
+            await inner.put(key, data, size, tags)
+            uploads.append(key)
+
+    src = tmp_path / "src"
+    write(src / "a2.tiff", same)
+    push(LocalFolderStore(tmp_path / "elsewhere"), src, name="warm")  # the stat cache now knows a2's hash...
+    write(src / "a1.tiff", same)  # ...so a2 starts the upload and a1, first in order, is the twin that waits
+    write(src / "b.star", b"data_\n")
+
+    async def attempt() -> None:
+        with pytest.raises(CryocloudError, match="boom"):
+            await push_async(Failing(), src, name="p")  # type: ignore[arg-type]
+        await asyncio.sleep(0.5)  # an upload left running would finish now
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        asyncio.run(attempt())
+    assert uploads == []
+    assert not [r for r in caplog.records if "InvalidStateError" in r.getMessage() + str(r.exc_info)]

@@ -153,8 +153,8 @@ class _Push:
         async with slots:
             await self.store.put(pack_key(pack), data, size=len(data), tags=self.data_tags)
         body = json.dumps({"pack": pack, "files": entries}).encode()
-        await asyncio.gather(self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}"),
-                             self.store.put(packidx_key(pack), body, tags=self.tags))
+        await bounded(2, [lambda: self._verify_size(pack_key(pack), len(data), f"pack {pack[:12]}"),
+                          lambda: self.store.put(packidx_key(pack), body, tags=self.tags)])
         index.add(pack, entries)
         self.uploaded_objects += 1
         self.uploaded_bytes += len(data)
@@ -334,7 +334,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
                 p.hashed_at[f.rel] = (after.st_size, after.st_mtime_ns, after.st_ino)
                 rows.append((f.path, after.st_size, after.st_mtime_ns, after.st_ino, sha))
         if sha in by_sha:  # the same bytes at another path: uploaded once
-            final_sha[f.rel] = await by_sha[sha]
+            final_sha[f.rel] = await asyncio.shield(by_sha[sha])  # a twin cancelled must not cancel the upload
             p.progress.advance(f.size)
             return
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -349,8 +349,11 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
                     got = await p.upload_blob(f, sha)
                 sent.add(blob_key(got))
         except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: twins waiting on it re-raise it
+            if isinstance(e, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(e)
+                fut.exception()  # retrieved: twins waiting on it re-raise it
             raise
         fut.set_result(got)
         final_sha[f.rel] = got
@@ -389,10 +392,10 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
 
     groups = _batches(to_read, tuning.pack_size)
     ahead = max(2, tuning.in_flight // 4) + tuning.hashers  # packs in memory at once, at most
-    await asyncio.gather(
-        bounded(ahead, [lambda f=f: large_one(f) for f in large]),  # type: ignore[misc]
-        bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
-    )
+    await bounded(2, [  # the first failure cancels and awaits the rest: nothing uploads after we return
+        lambda: bounded(ahead, [lambda f=f: large_one(f) for f in large]),  # type: ignore[misc]
+        lambda: bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
+    ])
     cache.store(rows)
     for r in later:
         pk, off = placed[r.sha]
