@@ -16,7 +16,7 @@ import errno
 import os
 import tempfile
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class FillingStore:
         return getattr(self.inner, name)
 
     async def get_stream(self, key: str, start: int | None = None,
-                         end: int | None = None) -> AsyncIterator[memoryview]:
+                         end: int | None = None) -> AsyncGenerator[memoryview, None]:
         async for chunk in self.inner.get_stream(key, start, end):
             if key.startswith("cas/") and not self.filled:
                 self.filled = True

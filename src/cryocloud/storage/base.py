@@ -7,7 +7,7 @@ Every method is async: a transfer keeps dozens of requests in flight from one th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -46,7 +46,8 @@ class ObjectStore(Protocol):
     - `put` accepts bytes, an iterable of byte chunks, or a local file's Path (possibly large).
     - `get` returns the whole object or `[start, end)`; a missing key raises `ObjectNotFound`. `get_stream`
       yields the same bytes as memoryviews of about `STREAM_CHUNK` (downloads use it: each chunk is written and
-      hashed as it arrives, no large buffer is ever allocated).
+      hashed as it arrives, no large buffer is ever allocated). Callers close it (`contextlib.aclosing`) so
+      a download stopped half-way releases its connection at once.
     - `head` returns None for a missing key. `list(prefix)` yields every key inside the folder `prefix`
       ('a/b' and 'a/b/' both mean the folder a/b: never 'a/bc'), in any order.
     - `delete` of a missing key is not an error.
@@ -67,7 +68,7 @@ class ObjectStore(Protocol):
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
 
-    def get_stream(self, key: str, start: int | None = None, end: int | None = None) -> AsyncIterator[memoryview]: ...
+    def get_stream(self, key: str, start: int | None = None, end: int | None = None) -> AsyncGenerator[memoryview, None]: ...
 
     async def head(self, key: str) -> ObjectInfo | None: ...
 

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
@@ -88,7 +88,7 @@ class LocalFolderStore:
         return await asyncio.to_thread(_get)
 
     async def get_stream(self, key: str, start: int | None = None,
-                         end: int | None = None) -> AsyncIterator[memoryview]:
+                         end: int | None = None) -> AsyncGenerator[memoryview, None]:
         path = self._path(key)
         try:
             f = await asyncio.to_thread(open, path, "rb")

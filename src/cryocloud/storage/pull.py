@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 from collections import defaultdict
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,22 +161,24 @@ class _Pull:
                 async def fetch(start: int, end: int) -> None:
                     at = start
                     whole = len(ranges) == 1  # one range: the object, without a Range header
-                    async for chunk in self.store.get_stream(entry.key, *((None, None) if whole else (start, end))):
-                        if at + len(chunk) > end:
-                            raise _corrupt(entry, f"long read (more than {end - start} bytes at {start})")
+                    stream = self.store.get_stream(entry.key, *((None, None) if whole else (start, end)))
+                    async with aclosing(stream):
+                        async for chunk in stream:
+                            if at + len(chunk) > end:
+                                raise _corrupt(entry, f"long read (more than {end - start} bytes at {start})")
 
-                        def take(chunk: memoryview = chunk, at: int = at) -> None:
-                            if start == 0:
-                                h.update(chunk)
-                            # a nearly full disk answers with a short write before ENOSPC: write the rest, so
-                            # the file never holds a hole while its hash says it is right
-                            done = 0
-                            while done < len(chunk):
-                                done += os.pwrite(fd, chunk[done:], at + done)
+                            def take(chunk: memoryview = chunk, at: int = at) -> None:
+                                if start == 0:
+                                    h.update(chunk)
+                                # a nearly full disk answers with a short write before ENOSPC: write the
+                                # rest, so the file never holds a hole while its hash says it is right
+                                done = 0
+                                while done < len(chunk):
+                                    done += os.pwrite(fd, chunk[done:], at + done)
 
-                        await in_thread(take)
-                        at += len(chunk)
-                        self.progress.advance(len(chunk))
+                            await in_thread(take)
+                            at += len(chunk)
+                            self.progress.advance(len(chunk))
                     if at != end:
                         raise _corrupt(entry, f"short read ({at - start} of {end - start} bytes at {start})")
 
@@ -234,13 +237,15 @@ class _Pull:
                 chunks = [(at, c) for at, c in chunks if at + len(c) > keep]
 
         try:
-            async for chunk in self.store.get_stream(entries[0].key, start, end):
-                if got + len(chunk) > end:
-                    raise _corrupt(entries[0], f"long read (more than {end - start} bytes at {start})")
-                chunks.append((got, chunk))
-                got += len(chunk)
-                await drain()
-                self.progress.advance(len(chunk))
+            stream = self.store.get_stream(entries[0].key, start, end)
+            async with aclosing(stream):
+                async for chunk in stream:
+                    if got + len(chunk) > end:
+                        raise _corrupt(entries[0], f"long read (more than {end - start} bytes at {start})")
+                    chunks.append((got, chunk))
+                    got += len(chunk)
+                    await drain()
+                    self.progress.advance(len(chunk))
             await drain()  # empty files at the end of an empty range
         except OSError as e:
             raise os_error(e, f"writing into {self.dest}") from None

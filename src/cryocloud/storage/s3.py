@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -258,7 +258,7 @@ class S3Store:
             self._raise(e, "download of", key)
 
     async def get_stream(self, key: str, start: int | None = None,
-                         end: int | None = None) -> AsyncIterator[memoryview]:
+                         end: int | None = None) -> AsyncGenerator[memoryview, None]:
         """Chunks as obstore receives them (joined to STREAM_CHUNK in Rust): one GET, no large buffer. A
         whole object read into one buffer costs ~3x the system time here (fresh pages for every buffer)."""
         import obstore
