@@ -33,7 +33,7 @@ class LocalSection:
     gpus: int = 0
     mpi_launcher: list[str] = field(default_factory=lambda: ["mpirun", "--oversubscribe", "-n", "{ranks}"])
     poll_seconds: float = 1.0  # monitor passes (job ends it records, queued jobs it starts)
-    monitor_linger: float = 300.0  # s the monitor stays after the last job, to take submissions warm
+    monitor_linger: float = 0.0  # s the monitor stays after the last job (DESIGN: it exits when none is active)
 
 
 @dataclass(frozen=True)

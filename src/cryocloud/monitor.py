@@ -1,9 +1,9 @@
 """The monitor: starts queued jobs when their backend has room, and reconciles what agents report with
 the ledger (including agents that died without reporting: their jobs end as failed, with a marker).
 
-One per user (a lock file); `submit` starts it when it is not running; it exits once no job is active and
-nothing was submitted for `local.monitor_linger` seconds (default 300: meanwhile it takes submissions warm,
-see handoff.py). Every `status`/`costs` call runs one reconcile pass too, so the ledger is right without it.
+One per user (a lock file); `submit` starts it when it is not running; it exits once no job is active (after
+`local.monitor_linger` more idle seconds, default 0). While it runs it takes submissions over its socket
+(handoff.py). Every `status`/`costs` call runs one reconcile pass too, so the ledger is right without it.
 """
 
 from __future__ import annotations
@@ -323,6 +323,7 @@ def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic)
     _warm_up()
     ledger = open_ledger(settings)
     last_busy, next_pass = clock(), 0.0
+    idle = False
     try:
         while not stop:
             wait = max(0.0, next_pass - clock())
@@ -344,20 +345,26 @@ def run_monitor(settings: Settings, clock: Callable[[], float] = time.monotonic)
             if has_active(ledger):
                 last_busy = clock()
             elif clock() - last_busy > settings.local.monitor_linger:
+                idle = True
                 return 0
             next_pass = clock() + settings.local.poll_seconds
         return 0
     finally:
         if sock is not None:
-            handoff.close(settings, sock)
+            handoff.close(settings, sock)  # answers whoever connected before the socket went away
+        # a submission answered just now may have made a job active: it needs a monitor, and this one is
+        # leaving (its lock made that submission believe one runs), so start the next one once the lock is free
+        again = idle and not stop and has_active(ledger)
         ledger.close()
         os.ftruncate(fd, 0)
         os.close(fd)
+        if again:
+            ensure_monitor(settings)
 
 
 def _warm_up() -> None:
     """Import what a submission needs now, so the first handed-off submission is as fast as the rest."""
-    import starfile  # noqa: F401
+    import gemmi  # noqa: F401
 
     import cryocloud.jobs.relion
     import cryocloud.service  # noqa: F401

@@ -199,6 +199,7 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
     from cryocloud.config import load_settings
     from cryocloud.monitor import monitor_pid
 
+    monkeypatch.setenv("CRYOCLOUD_LOCAL_MONITOR_LINGER", "120")  # it would leave once job001 ends
     make_job(tmp_path, "External/job001/", ["true"])
     with in_dir(tmp_path):
         assert main(["submit", "External/job001/run_submit.script"]) == 0  # cold: starts the monitor
