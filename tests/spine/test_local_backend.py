@@ -239,3 +239,28 @@ def test_job_folder_deleted_while_running_ends_failed_and_the_monitor_survives(t
     assert ended(job) == "failed"
     later = submit(tmp_path, "External/job002/", ["true"])
     assert ended(later) == "succeeded"
+
+
+def test_a_monitor_leaving_as_a_submission_arrives_starts_the_next_one(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor (run here in-process) finds nothing to do and leaves; while it closes its socket a
+    submission arrives and is answered (as `handoff.close` answers late submitters). The job it started
+    must not be left without a monitor: the leaving one starts the next, and that one sees the job end."""
+    from cryocloud import handoff, monitor
+    from cryocloud.config import load_settings
+
+    real_close = handoff.close
+    late: list[int] = []
+
+    def close_with_a_late_submission(settings: object, sock: object) -> None:
+        late.append(submit(tmp_path, "External/job001/", ["sleep 2"]))  # it sees a monitor holding the lock
+        real_close(settings, sock)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handoff, "close", close_with_a_late_submission)
+    monkeypatch.setattr(monitor.signal, "signal", lambda *a: None)  # leave this process's SIGTERM alone
+    settings = load_settings()
+    assert monitor.run_monitor(settings) == 0  # nothing active: it leaves at once
+    assert late and monitor.monitor_pid(settings, starting=True) is not None  # ...and started the next
+    assert wait_for(lambda: monitor.monitor_pid(settings) is not None)
+    assert ended(late[0]) == "succeeded"
+    assert wait_for(lambda: monitor.monitor_pid(settings, starting=True) is None, 30)  # it leaves in turn
