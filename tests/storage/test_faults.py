@@ -21,7 +21,7 @@ from cryocloud.storage.manifest import blob_key, manifest_key
 from cryocloud.storage.pull import load_manifest, pull
 from cryocloud.storage.push import push, push_async
 
-from .conftest import make_bucket, server_cmd, write
+from .conftest import aws_env_for, make_bucket, server_cmd, write
 
 pytestmark = pytest.mark.integration
 
@@ -185,9 +185,7 @@ def test_server_killed_mid_transfer_then_restarted(s3_env: dict[str, Any], tmp_p
     d = tmp_path_factory.mktemp("killable")
     state = server_cmd("start", d)
     try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", state["endpoint_url"])
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", state["access_key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", state["secret_key"])
+        aws_env_for(state, monkeypatch)
         bucket = make_bucket(state)
         root = tmp_path / "movies"
         for i in range(24):
@@ -241,9 +239,7 @@ def test_a_full_server_is_reported_as_the_servers_problem(s3_env: dict[str, Any]
     d = tmp_path_factory.mktemp("full")
     state = server_cmd("start", d, "--volumes", "1")
     try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", state["endpoint_url"])
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", state["access_key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", state["secret_key"])
+        aws_env_for(state, monkeypatch)
         push(S3Store(make_bucket(state)), project, name="p")
         second = S3Store(make_bucket(state))
         one = write(project.parent / "one" / "run.star", b"data_\n")  # one request, retried by obstore (~6 s)

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 STREAM_CHUNK = 1 << 20  # measured: 1 MiB chunks beat 256 KiB and 4 MiB ones (benchmarks/storage/)
 
 
+async def joined(stream: AsyncGenerator[memoryview, None]) -> bytes:
+    """All of a `get_stream` as one `bytes`: how every store answers `get` (small objects: manifests, indexes)."""
+    return b"".join([bytes(chunk) async for chunk in stream])
+
+
 class ObjectNotFound(CryocloudError):
     """A key that should exist does not."""
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, scope
+from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, joined, scope
 
 
 class LocalFolderStore:
@@ -74,18 +74,7 @@ class LocalFolderStore:
         await asyncio.to_thread(_put)
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        path = self._path(key)
-
-        def _get() -> bytes:
-            try:
-                with open(path, "rb") as f:
-                    if start:
-                        f.seek(start)
-                    return f.read() if end is None else f.read(end - (start or 0))
-            except FileNotFoundError:
-                raise ObjectNotFound(f"no object {key} in {self.url}", "push it first, or check the name") from None
-
-        return await asyncio.to_thread(_get)
+        return await joined(self.get_stream(key, start, end))
 
     async def get_stream(self, key: str, start: int | None = None,
                          end: int | None = None) -> AsyncGenerator[memoryview, None]:

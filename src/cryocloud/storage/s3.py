@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from cryocloud.errors import CryocloudError
-from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, scope
+from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, joined, scope
 
 if TYPE_CHECKING:
     from obstore import GetOptions
@@ -36,8 +36,7 @@ def _endpoint(explicit: str) -> str:
 
 _DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
 # transport failures as obstore/reqwest and botocore word them
-_UNREACHABLE = ("error sending request", "connect", "dns error", "timed out", "connection refused",
-                "could not connect", "connection reset", "broken pipe")
+_UNREACHABLE = ("error sending request", "connect", "dns error", "timed out", "broken pipe")
 
 
 def _answer(e: BaseException) -> tuple[int, str, str]:
@@ -242,20 +241,7 @@ class S3Store:
             self._raise(e, "upload of", key)
 
     async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
-        import obstore
-
-        try:
-            if start is None and end is None:
-                result = await obstore.get_async(self._store, key)
-                return bytes(await result.bytes_async())
-            if end is None:
-                head = await self.head(key)
-                end = head.size if head else 0
-            return bytes(await obstore.get_range_async(self._store, key, start=start or 0, end=end))
-        except CryocloudError:
-            raise
-        except Exception as e:
-            self._raise(e, "download of", key)
+        return await joined(self.get_stream(key, start, end))
 
     async def get_stream(self, key: str, start: int | None = None,
                          end: int | None = None) -> AsyncGenerator[memoryview, None]:

@@ -77,14 +77,14 @@ async def in_thread(fn: Callable[[], T]) -> T:
 
 def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
     """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile).
-    Reads into one reused buffer: a fresh 8 MiB `bytes` per read cost ~2x the system time (new pages)."""
+    Reads through `hash_range`'s one reused buffer: a fresh 8 MiB `bytes` per read cost ~2x the system time."""
     before = os.stat(path)
     h = hashlib.sha256()
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hash_range(h, fd, 0, before.st_size)  # a file that grows or shrinks meanwhile: `after` tells
+    finally:
+        os.close(fd)
     return h.hexdigest(), before, os.stat(path)
 
 
