@@ -24,7 +24,7 @@ unit: setup
 	$(VENV)/bin/pytest -q -m "not integration"
 
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,8 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -57,33 +55,39 @@ def run_job(project: Path, job_dir: str, env: dict[str, str] | None = None, time
     return process_status(project)[job_dir]
 
 
-def run_and_abort(project: Path, job_dir: str, after: str = "run_it001_data.star") -> str:
+def run_and_abort(project: Path, job_dir: str, after: str = "run_it001_data.star",
+                  env: dict[str, str] | None = None) -> str:
     """Run the job and press RELION's Abort (touch RELION_JOB_ABORT_NOW) once `after` exists in its folder.
     Returns RELION's status for the job."""
+    from gate import Background, wait_until
+
     jd = project / job_dir
 
     def abort_when_ready() -> None:
-        end = time.monotonic() + 300
-        while time.monotonic() < end and not (jd / after).exists():
-            time.sleep(0.2)
+        assert wait_until(lambda: (jd / after).exists(), 600), f"{after} never appeared"
         (jd / "RELION_JOB_ABORT_NOW").touch()  # what RELION's Abort button does
 
-    t = threading.Thread(target=abort_when_ready)
+    t = Background(abort_when_ready)
     t.start()
-    status = run_job(project, job_dir)
-    t.join()
+    status = run_job(project, job_dir, env=env)
+    t.join(60)
     return status
 
 
-def check_abort_from_relion(project: Path, options: str = "") -> None:
-    """A long Class2D (extra job `options`, e.g. a Queue name) aborted the way RELION's Abort button does:
-    RELION shows it aborted, with its marker and without later iterations."""
-    job = add_job(project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 50")
-                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes" + options)
+def check_abort_from_relion(project: Path, gate_dir: Path, options: str = "") -> None:
+    """A Class2D (extra job `options`, e.g. a Queue name) aborted the way RELION's Abort button does: RELION
+    shows it aborted, with its marker and without later iterations. A barrier at the end of iteration 3
+    (tests/gate.py) means the job cannot finish before the Abort lands, however slow the machine."""
+    from gate import IterationGate
+
+    env = relion_env(project)
+    env["PATH"] = f"{IterationGate(gate_dir, 3).bin_dir}:{env['PATH']}"
+    job = add_job(project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 5")
+                  + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes" + options, env=env)
     jd = project / job
-    assert run_and_abort(project, job) == "aborted"
+    assert run_and_abort(project, job, env=env) == "aborted"
     assert (jd / "RELION_JOB_EXIT_ABORTED").exists() and not (jd / "RELION_JOB_EXIT_SUCCESS").exists()
-    assert not (jd / "run_it050_data.star").exists()
+    assert not (jd / "run_it003_data.star").is_file() and not (jd / "run_it005_data.star").exists()
 
 
 def process_status(project: Path) -> dict[str, str]:

@@ -114,7 +114,8 @@ if [ "$AUTH" = munge ]; then
            --log-file="$DIR/munge/munged.log" \
            --seed-file="$DIR/munge/munged.seed" \
         || { cat "$DIR/munge/munged.log" >&2 || true; die "munged failed"; }
-    for _ in $(seq 50); do [ -S "$DIR/munge/munge.socket" ] && break; sleep 0.1; done
+    end=$(( $(date +%s) + TIMEOUT ))  # the socket appears once munged is up: a loaded machine takes longer
+    until [ -S "$DIR/munge/munge.socket" ] || [ "$(date +%s)" -ge "$end" ]; do sleep 0.1; done
     munge -n -S "$DIR/munge/munge.socket" | unmunge -S "$DIR/munge/munge.socket" >/dev/null \
         || die "munge self-test failed"
     AUTH_LINES="AuthType=auth/munge

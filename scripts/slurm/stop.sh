@@ -84,9 +84,12 @@ for d in /proc/[0-9]*; do
     sid=$(awk '{print $6}' "$d/stat" 2>/dev/null)
     kids=$(ps -eo pid=,sid= | awk -v s="$sid" -v me="$p" '$2==s && $1!=me {print $1}')
     log "killing leftover slurmstepd $p and job processes: $(echo $kids)"
-    [ -n "$kids" ] && kill -TERM $kids 2>/dev/null
-    sleep 0.5
-    [ -n "$kids" ] && kill -KILL $kids 2>/dev/null
+    if [ -n "$kids" ]; then
+        # shellcheck disable=SC2086
+        kill -TERM $kids 2>/dev/null
+        # shellcheck disable=SC2086
+        wait_gone 5 $kids || kill -KILL $kids 2>/dev/null
+    fi
     kill -KILL "$p" 2>/dev/null   # slurmstepd ignores SIGTERM without slurmd
 done
 

@@ -39,8 +39,8 @@ def test_motioncorr_relions_own_implementation(demo_project: Path) -> None:
     assert all((demo_project / m).exists() for m in mics["rlnMicrographName"])
 
 
-def test_abort_from_relion(demo_project: Path) -> None:
-    check_abort_from_relion(demo_project)
+def test_abort_from_relion(demo_project: Path, tmp_path: Path) -> None:
+    check_abort_from_relion(demo_project, tmp_path / "gate")
 
 
 def _data_table(path: Path) -> pd.DataFrame:

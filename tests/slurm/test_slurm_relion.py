@@ -53,8 +53,8 @@ def test_class2d_under_mpi_on_slurm(slurm: Cluster, demo_project: Path) -> None:
     assert (jd / "run_it003_data.star").exists() and (jd / "RELION_JOB_EXIT_SUCCESS").exists()
 
 
-def test_abort_from_relion_on_slurm(slurm: Cluster, demo_project: Path) -> None:
-    check_abort_from_relion(demo_project, ';queuename == slurm')
+def test_abort_from_relion_on_slurm(slurm: Cluster, demo_project: Path, tmp_path: Path) -> None:
+    check_abort_from_relion(demo_project, tmp_path / "gate", ';queuename == slurm')
 
 
 MOTIONCORR = ("relion_run_motioncorr --i {inp} --o {out} --first_frame_sum 1 --last_frame_sum -1 --use_own --j 1 "

@@ -14,7 +14,6 @@ Two levels, and what is real in each:
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,10 +23,12 @@ import starfile
 
 from cryocloud.agent import control
 from cryocloud.config import load_settings
+from cryocloud.jobs.resume import last_iteration
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import Ledger
 from cryocloud.monitor import dispatch, reconcile
 from cryocloud.proc import run_command
+from gate import Background, IterationGate, wait_until
 from relion_support import CLASS2D, add_job, run_job
 from slurm.conftest import Cluster, write_config
 from slurm.test_slurm_sources import stub
@@ -142,13 +143,16 @@ def test_node_fail_of_a_per_micrograph_job_resumes_unfinished(stub_slurm: Path, 
 
 
 # -- real Slurm, real RELION ---------------------------------------------------------------------------------
-def _preempt_when(project: Path, job_dir: str, after: str, done: list[str]) -> None:
-    """Once `after` exists: mark the job PREEMPTED (test hook) and kill it for real with SIGKILL."""
-    jd = project / job_dir
-    end = time.monotonic() + 300
-    while time.monotonic() < end and not (jd / after).exists():
-        time.sleep(0.1)
-    cdirs = sorted(jd.glob(".cryocloud/job*"))
+def preempt_when_held(project: Path, job_dir: str, gate: IterationGate) -> str:
+    """Once relion_refine is held at the end of the gate's iteration and the lab's folder holds every iteration
+    before it (a staged job streams them back): mark the job PREEMPTED (test hook) and kill it for real with
+    SIGKILL. The held program cannot finish meanwhile, so the kill always lands on a running job. Returns the
+    Slurm job id."""
+    gate.hold()
+    root = f"{job_dir}run"
+    assert wait_until(lambda: (last_iteration(project, root) or (0, ""))[0] >= gate.iteration - 1, 300), \
+        f"the lab never saw iteration {gate.iteration - 1}"
+    cdirs = sorted((project / job_dir).glob(".cryocloud/job*"))
     assert cdirs
     ledger = Ledger(load_settings().ledger_path)
     try:
@@ -159,26 +163,35 @@ def _preempt_when(project: Path, job_dir: str, after: str, done: list[str]) -> N
         ledger.close()
     (cdirs[-1] / "test_final_state").write_text("PREEMPTED\n")
     run_command(["scancel", "--signal=KILL", sid])
-    done.append(sid)
+    return sid
+
+
+def run_preempted(project: Path, job: str, gate: IterationGate) -> str:
+    """relion_pipeliner --RunJobs while a helper thread preempts the job at the gate; RELION's status."""
+    t = Background(preempt_when_held, project, job, gate)
+    t.start()
+    try:
+        status = run_job(project, job)  # relion_pipeliner waits for the marker across the requeue
+    finally:
+        gate.close()
+        t.join(60)
+    return status
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_preempted_class2d_resumes_and_a_downstream_job_reads_its_final_file(
-        slurm: Cluster, demo_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        slurm: Cluster, demo_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYOCLOUD_TEST_HOOKS", "1")
+    gate = IterationGate(tmp_path / "gate", 3)
+    monkeypatch.setenv("PATH", gate.path_env())
     opts = CLASS2D.replace("nr_iter == 3", "nr_iter == 6") + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;" \
         "queuename == slurm"
     job = add_job(demo_project, "Class2D", opts)
-    killed: list[str] = []
-    t = threading.Thread(target=_preempt_when, args=(demo_project, job, "run_it002_optimiser.star", killed))
-    t.start()
-    status = run_job(demo_project, job)  # relion_pipeliner waits for the marker across the requeue
-    t.join()
-    assert killed and status == "succeeded"
+    assert run_preempted(demo_project, job, gate) == "succeeded"
     jd = demo_project / job
     out = (jd / "run.out").read_text()
-    assert "preempted at it00" in out and "; resuming" in out and "--continue" in out
+    assert "preempted at it002" in out and "; resuming" in out and "--continue" in out
     # the names the pipeline registered are there, and no run_ct* file
     assert (jd / "run_it006_data.star").exists() and (jd / "run_it006_model.star").exists()
     assert not list(jd.glob("run_ct*"))
@@ -186,7 +199,7 @@ def test_preempted_class2d_resumes_and_a_downstream_job_reads_its_final_file(
     ledger = Ledger(load_settings().ledger_path)
     try:
         job_id = next(j.id for j in ledger.jobs() if j.job_dir == job)
-        assert wait_for(lambda: job_state(job_id) == "succeeded", 60)  # RELION's marker may land first
+        assert wait_for(lambda: job_state(job_id) == "succeeded")  # RELION's marker may land first
         assert [a.state for a in ledger.attempts(job_id)] == ["requeued", "succeeded"]
         assert len({a.handle_data["job_id"] for a in ledger.attempts(job_id)}) == 2  # two Slurm jobs
     finally:

@@ -12,8 +12,6 @@ job is held in Slurm and puts it back afterwards.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 from cryocloud.config import load_settings
 from cryocloud.ledger import Ledger
 from cryocloud.proc import run_command
+from gate import Background, IterationGate, wait_until
 from relion_support import CLASS2D, add_job, run_job
 from slurm.conftest import Cluster, write_config
 from spine.helpers import job_state, wait_for
@@ -30,26 +29,25 @@ from storage.conftest import make_bucket, s3_server  # noqa: F401  (the session'
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _slurm_id(jd: Path) -> str:
+    """The Slurm id of the job's last attempt, once it has one ("" before)."""
+    cdirs = sorted(jd.glob(".cryocloud/job*"))
+    if not cdirs:
+        return ""
+    ledger = Ledger(load_settings().ledger_path)
+    try:
+        attempt = ledger.last_attempt(int(cdirs[-1].name.removeprefix("job")))
+        return str(attempt.handle_data["job_id"]) if attempt else ""
+    finally:
+        ledger.close()
+
+
 def _release_without_lab_inputs(project: Path, job_dir: str, moved: list[Path]) -> None:
     """Once the held job is in Slurm: move the lab's inputs away, then let Slurm start it."""
-    jd = project / job_dir
-    end = time.monotonic() + 120
-    sid = ""
-    while time.monotonic() < end and not sid:
-        time.sleep(0.2)
-        cdirs = sorted(jd.glob(".cryocloud/job*"))
-        if not cdirs:
-            continue
-        ledger = Ledger(load_settings().ledger_path)
-        try:
-            attempt = ledger.last_attempt(int(cdirs[-1].name.removeprefix("job")))
-            sid = str(attempt.handle_data["job_id"]) if attempt else ""
-        finally:
-            ledger.close()
-    assert sid
+    assert wait_until(lambda: _slurm_id(project / job_dir), 300), "the job never reached Slurm"
     (project / "Synthetic").rename(project / "Synthetic.away")
     moved.append(project / "Synthetic")
-    run_command(["scontrol", "release", sid])
+    run_command(["scontrol", "release", _slurm_id(project / job_dir)])
 
 
 def _seaweedfs(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -81,14 +79,14 @@ def test_class2d_runs_in_node_scratch_and_its_outputs_come_back(
     job = add_job(demo_project, "Class2D", CLASS2D + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;"
                   "queuename == slurm")
     moved: list[Path] = []
-    t = threading.Thread(target=_release_without_lab_inputs, args=(demo_project, job, moved))
+    t = Background(_release_without_lab_inputs, demo_project, job, moved)
     t.start()
     try:
         status = run_job(demo_project, job)
     finally:
-        t.join()
         for p in moved:
             (p.parent / "Synthetic.away").rename(p)
+    t.join(60)
     assert moved and status == "succeeded"
     jd = demo_project / job
     for name in ("run_it003_data.star", "run_it003_model.star", "run_it003_classes.mrcs"):
@@ -104,7 +102,7 @@ def test_class2d_runs_in_node_scratch_and_its_outputs_come_back(
         job_id = next(j.id for j in ledger.jobs() if j.job_dir == job)
     finally:
         ledger.close()
-    assert wait_for(lambda: job_state(job_id) == "succeeded", 60)
+    assert wait_for(lambda: job_state(job_id) == "succeeded")
 
 
 def test_abort_of_a_staged_job_cancels_it_on_the_node(slurm: Cluster, cryocloud_home: Path, tmp_path: Path,
@@ -118,10 +116,10 @@ def test_abort_of_a_staged_job_cancels_it_on_the_node(slurm: Cluster, cryocloud_
     project = tmp_path / "lab"
     job = submit(project, "External/job001/", ["echo started in $PWD > External/job001/where.txt", "sleep 300"])
     jd = project / "External/job001"
-    assert wait_for(lambda: (jd / "where.txt").exists(), 60)  # streamed back from the node while it runs
+    assert wait_for(lambda: (jd / "where.txt").exists())  # streamed back from the node while it runs
     assert str(tmp_path / "node-scratch") in (jd / "where.txt").read_text()
     (jd / "RELION_JOB_ABORT_NOW").touch()  # RELION's Abort, in the lab's folder the node does not see
-    assert ended(job, 60) == "aborted"
+    assert ended(job) == "aborted"
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
 
 
@@ -170,21 +168,19 @@ def test_a_preempted_staged_class2d_resumes_from_the_iterations_that_came_back(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Preemption (end state injected by the test hook, kill real; see test_slurm_requeue.py) of a staged job: the
     lab's folder holds the iterations streamed back so far; the new attempt is staged again and continues."""
-    from slurm.test_slurm_requeue import _preempt_when
+    from slurm.test_slurm_requeue import run_preempted
 
     write_config(cryocloud_home, mpi_launcher=["mpirun", "--oversubscribe", "-n", "{ranks}"],
                  staging=str(tmp_path / "store"))
     monkeypatch.setenv("CRYOCLOUD_SCRATCH", str(tmp_path / "node-scratch"))
     monkeypatch.setenv("CRYOCLOUD_STREAM_SECONDS", "1")
     monkeypatch.setenv("CRYOCLOUD_TEST_HOOKS", "1")
+    gate = IterationGate(tmp_path / "gate", 3)  # held in node scratch until the lab has it001 and it002 back
+    monkeypatch.setenv("PATH", gate.path_env())
     job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 6")
                   + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;queuename == slurm")
-    killed: list[str] = []
-    t = threading.Thread(target=_preempt_when, args=(demo_project, job, "run_it002_sampling.star", killed))
-    t.start()
-    status = run_job(demo_project, job)
-    t.join()
-    assert killed and status == "succeeded"
+    assert run_preempted(demo_project, job, gate) == "succeeded"
+    assert str(tmp_path / "node-scratch") in str(gate.fifo())  # it was held on the node, not in the lab
     jd = demo_project / job
     out = (jd / "run.out").read_text()
     assert "--continue" in out and (jd / "run_it006_data.star").exists() and not list(jd.glob("run_ct*"))
@@ -192,7 +188,7 @@ def test_a_preempted_staged_class2d_resumes_from_the_iterations_that_came_back(
     ledger = Ledger(load_settings().ledger_path)
     try:
         job_id = next(j.id for j in ledger.jobs() if j.job_dir == job)
-        assert wait_for(lambda: job_state(job_id) == "succeeded", 60)
+        assert wait_for(lambda: job_state(job_id) == "succeeded")
         assert [a.state for a in ledger.attempts(job_id)] == ["requeued", "succeeded"]
     finally:
         ledger.close()

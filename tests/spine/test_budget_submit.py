@@ -10,6 +10,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
+from gate import flag_wait
 from spine.helpers import in_dir, job_state, make_job, markers, wait_for
 
 pytestmark = pytest.mark.integration
@@ -52,10 +53,10 @@ def test_project_budget_blocks_a_submit(tmp_path: Path, capsys: pytest.CaptureFi
 def test_running_job_that_crosses_the_budget_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYOCLOUD_WORKSTATION_USD_PER_HOUR", "3600")  # 1 USD per second
     config(f'[budgets]\n"project:{tmp_path.name}" = 2.0\n')
-    make_job(tmp_path, "External/job001/", ["sleep 120"])
+    make_job(tmp_path, "External/job001/", [flag_wait(tmp_path / "never")])  # ends only by the budget
     with in_dir(tmp_path):
         assert main(["submit", "External/job001/run_submit.script"]) == 0
-    assert wait_for(lambda: job_state(1) == "aborted", 60)
+    assert wait_for(lambda: job_state(1) == "aborted")
     jd = tmp_path / "External/job001"
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
     assert "budget project:" in (jd / "run.out").read_text()

@@ -12,6 +12,7 @@ import pytest
 
 from cryocloud.cli.main import main
 from cryocloud.service import submit_script
+from gate import flag_wait
 from spine.helpers import in_dir, job_state, make_job, markers, wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ def submit(project: Path, job_dir: str, commands: list[str], **kw: object) -> in
         return submit_script(Path(job_dir) / "run_submit.script", project).job.id
 
 
-def ended(job_id: int, timeout: float = 60) -> str:
+def ended(job_id: int, timeout: float = 300) -> str:
     assert wait_for(lambda: job_state(job_id) not in ("queued", "starting", "running"), timeout)
     return job_state(job_id)
 
@@ -60,7 +61,7 @@ def test_abort_file_stops_the_job(tmp_path: Path) -> None:
     assert wait_for(lambda: (tmp_path / "External/job001/run.out").exists() and "started" in
                     (tmp_path / "External/job001/run.out").read_text())
     (tmp_path / "External/job001/RELION_JOB_ABORT_NOW").touch()
-    assert ended(job, timeout=20) == "aborted"
+    assert ended(job) == "aborted"
     assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_ABORTED"]
 
 
@@ -75,7 +76,7 @@ def test_killed_agent_ends_as_failed_not_running(tmp_path: Path) -> None:
     assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
     assert "without reporting" in (jd / "run.err").read_text()
     pgid = json.loads(agent_json.read_text())["child_pgid"]
-    assert wait_for(lambda: not _group_alive(pgid), 10), "the job's processes must not outlive its agent"
+    assert wait_for(lambda: not _group_alive(pgid)), "the job's processes must not outlive its agent"
 
 
 def _group_alive(pgid: int) -> bool:
@@ -109,9 +110,11 @@ def test_status_from_any_folder_by_id_and_folder(tmp_path: Path, capsys: pytest.
 
 def test_queue_is_first_in_first_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYOCLOUD_LOCAL_CPUS", "1")
-    a = submit(tmp_path, "External/job001/", ["sleep 1", "date +%s.%N > a.txt"])
+    go = tmp_path / "go"
+    a = submit(tmp_path, "External/job001/", [flag_wait(go), "date +%s.%N > a.txt"])
     b = submit(tmp_path, "External/job002/", ["date +%s.%N > b_start.txt"])
-    assert job_state(b) == "queued"  # the single slot is taken
+    assert job_state(b) == "queued"  # the single slot is taken (job001 waits for the test)
+    go.touch()
     assert ended(a) == "succeeded" and ended(b) == "succeeded"
     assert float((tmp_path / "b_start.txt").read_text()) >= float((tmp_path / "a.txt").read_text())
 
@@ -199,7 +202,7 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
     from cryocloud.config import load_settings
     from cryocloud.monitor import monitor_pid
 
-    monkeypatch.setenv("CRYOCLOUD_LOCAL_MONITOR_LINGER", "120")  # it would leave once job001 ends
+    monkeypatch.setenv("CRYOCLOUD_LOCAL_MONITOR_LINGER", "3600")  # it would leave once job001 ends
     make_job(tmp_path, "External/job001/", ["true"])
     with in_dir(tmp_path):
         assert main(["submit", "External/job001/run_submit.script"]) == 0  # cold: starts the monitor
@@ -252,8 +255,10 @@ def test_a_monitor_leaving_as_a_submission_arrives_starts_the_next_one(tmp_path:
     real_close = handoff.close
     late: list[int] = []
 
+    go = tmp_path / "go"
+
     def close_with_a_late_submission(settings: object, sock: object) -> None:
-        late.append(submit(tmp_path, "External/job001/", ["sleep 2"]))  # it sees a monitor holding the lock
+        late.append(submit(tmp_path, "External/job001/", [flag_wait(go)]))  # it sees a monitor holding the lock
         real_close(settings, sock)  # type: ignore[arg-type]
 
     monkeypatch.setattr(handoff, "close", close_with_a_late_submission)
@@ -261,6 +266,7 @@ def test_a_monitor_leaving_as_a_submission_arrives_starts_the_next_one(tmp_path:
     settings = load_settings()
     assert monitor.run_monitor(settings) == 0  # nothing active: it leaves at once
     assert late and monitor.monitor_pid(settings, starting=True) is not None  # ...and started the next
-    assert wait_for(lambda: monitor.monitor_pid(settings) is not None)
+    assert wait_for(lambda: monitor.monitor_pid(settings) is not None)  # the job waits for `go` meanwhile
+    go.touch()
     assert ended(late[0]) == "succeeded"
-    assert wait_for(lambda: monitor.monitor_pid(settings, starting=True) is None, 30)  # it leaves in turn
+    assert wait_for(lambda: monitor.monitor_pid(settings, starting=True) is None)  # it leaves in turn

@@ -20,6 +20,7 @@ from cryocloud.storage.base import IntegrityError, ObjectStore
 from cryocloud.storage.manifest import blob_key, manifest_key
 from cryocloud.storage.pull import load_manifest, pull
 from cryocloud.storage.push import push, push_async
+from gate import wait_until
 
 from .conftest import aws_env_for, make_bucket, server_cmd, write
 
@@ -190,21 +191,22 @@ def test_server_killed_mid_transfer_then_restarted(s3_env: dict[str, Any], tmp_p
         root = tmp_path / "movies"
         for i in range(24):
             write(root / f"m{i:02d}.tiff", os.urandom(4_000_000))
-        store = S3Store(bucket)
+        store = HoldBlobsAfter(S3Store(bucket), 2)
         outcome: list[BaseException | None] = []
 
         def run_push() -> None:
             try:
-                push(store, root, name="movies", tuning=transfer.Tuning(objects_in_flight=8))
+                push(store, root, name="movies", tuning=transfer.Tuning(objects_in_flight=8))  # type: ignore[arg-type]
                 outcome.append(None)
             except BaseException as e:
                 outcome.append(e)
 
         t = threading.Thread(target=run_push)
         t.start()
-        while t.is_alive() and not _some_blobs(store):
-            t.join(0.02)
+        # the push cannot end before the kill: every blob after the first two waits for `release`
+        assert store.held.wait(300) and wait_until(lambda: _some_blobs(store.inner), 300)
         server_cmd("kill", d)
+        store.release.set()
         t.join(300)
         assert outcome and isinstance(outcome[0], CryocloudError), outcome  # a clear error, not a hang
         server_cmd("restart", d)
@@ -220,6 +222,25 @@ def test_server_killed_mid_transfer_then_restarted(s3_env: dict[str, Any], tmp_p
             assert (tmp_path / "back" / name).read_bytes() == (root / name).read_bytes()
     finally:
         server_cmd("stop", d)
+
+
+class HoldBlobsAfter:
+    """A store whose blob uploads after the first `n` wait (off the event loop) until `release` is set."""
+
+    def __init__(self, inner: ObjectStore, n: int) -> None:
+        self.inner, self.url, self.n, self.started = inner, inner.url, n, 0
+        self.held, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def put(self, key: str, data: Any, size: int | None = None, tags: Any = None) -> None:
+        if key.startswith("cas/b/"):
+            self.started += 1
+            if self.started > self.n:
+                self.held.set()
+                await asyncio.to_thread(self.release.wait)
+        await self.inner.put(key, data, size, tags)
 
 
 def _some_blobs(store: ObjectStore) -> bool:
@@ -261,19 +282,28 @@ def test_a_failing_upload_beside_twin_files_raises_only_its_own_error(tmp_path: 
 
     inner = LocalFolderStore(tmp_path / "store")
     same = os.urandom(3_000_000)
+    started: list[str] = []
+    stopped: list[str] = []
     uploads: list[str] = []
 
     class Failing:
         url = inner.url
+        blob_started = asyncio.Event()
 
         def __getattr__(self, name: str) -> Any:
             return getattr(inner, name)
 
         async def put(self, key: str, data: Any, size: int | None = None, tags: Any = None) -> None:
             if key.startswith("cas/p/"):
-                await asyncio.sleep(0.05)
+                await self.blob_started.wait()  # the large upload is under way when the pack fails
                 raise CryocloudError("boom", "test")
-            await asyncio.sleep(0.3)
+            started.append(key)
+            self.blob_started.set()
+            try:
+                await asyncio.Event().wait()  # an upload that only ends when it is cancelled
+            except asyncio.CancelledError:
+                stopped.append(key)
+                raise
             await inner.put(key, data, size, tags)
             uploads.append(key)
 
@@ -286,9 +316,9 @@ def test_a_failing_upload_beside_twin_files_raises_only_its_own_error(tmp_path: 
     async def attempt() -> None:
         with pytest.raises(CryocloudError, match="boom"):
             await push_async(Failing(), src, name="p")  # type: ignore[arg-type]
-        await asyncio.sleep(0.5)  # an upload left running would finish now
 
     with caplog.at_level("ERROR", logger="asyncio"):
         asyncio.run(attempt())
+    assert started and stopped == started  # push raised only after every upload it started had stopped
     assert uploads == []
     assert not [r for r in caplog.records if "InvalidStateError" in r.getMessage() + str(r.exc_info)]
