@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	scripts/install-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
-	$(VENV)/bin/pip install -q -e '.[aws,dev]'
+	$(VENV)/bin/pip install -q -e '.[aws,dev,demo]'
 	touch $@
 
 demo: setup

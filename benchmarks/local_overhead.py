@@ -111,8 +111,8 @@ def main() -> None:
 
 
 def stop_monitor() -> None:
-    from cryocloud.config import load_settings
-    from cryocloud.monitor import monitor_pid
+    from cryocloud.monitor.loop import monitor_pid
+    from cryocloud.settings import load_settings
 
     pid = monitor_pid(load_settings())
     if pid is not None:

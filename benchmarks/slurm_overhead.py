@@ -95,9 +95,9 @@ def bare_array(work: Path, i: int, tasks: int, env: dict[str, str]) -> float:
 
 def cryocloud_array(project: Path, i: int, tasks: int) -> float:
     """A fan-out JobSpec submitted through service.submit_spec (what a fan-out client calls)."""
-    from cryocloud.config import load_settings
+    from cryocloud.app.submit import submit_spec
     from cryocloud.jobs.relion import job_spec_from_script
-    from cryocloud.service import submit_spec
+    from cryocloud.settings import load_settings
     from spine.helpers import make_job
 
     job_dir = f"External/array{i:03d}/"

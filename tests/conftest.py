@@ -26,12 +26,13 @@ def _stop_leftovers(home: Path) -> None:
     import signal
     import time
 
-    from cryocloud.config import Settings, load_settings
+    from cryocloud.app.jobs import cancel_job
     from cryocloud.errors import CryocloudError
-    from cryocloud.ledger import ACTIVE, Ledger
-    from cryocloud.monitor import monitor_pid
+    from cryocloud.jobs.states import ACTIVE
+    from cryocloud.ledger import Ledger
+    from cryocloud.monitor.loop import monitor_pid
     from cryocloud.proc import pid_alive
-    from cryocloud.service import cancel_job
+    from cryocloud.settings import Settings, load_settings
 
     try:
         settings = load_settings()

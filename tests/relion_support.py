@@ -23,8 +23,8 @@ CLASS2D = ("fn_img == Synthetic/particles.star;nr_classes == 2;nr_iter == 3;part
 
 def relion_env(project: Path) -> dict[str, str]:
     """The environment `eval "$(cryocloud relion setup)"` gives, plus the venv on PATH."""
-    from cryocloud.config import load_settings
     from cryocloud.relion_setup import relion_environment, write_template
+    from cryocloud.settings import load_settings
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"

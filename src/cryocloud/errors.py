@@ -27,6 +27,14 @@ class SubmissionError(CryocloudError):
     """A submission was refused before anything ran."""
 
 
+class JobFolderBusy(SubmissionError):
+    """The job folder already has an active job: refuse without touching that job's markers."""
+
+
+class LaunchRefused(SubmissionError):
+    """Recorded, then refused by the backend at launch (e.g. an unknown partition): already marked failed."""
+
+
 class JobNotFound(CryocloudError):
     """No job in the ledger matches what the user typed."""
 

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.errors import CryocloudError
-
-ACTIVE = ("queued", "starting", "running")
-FINAL = ("succeeded", "failed", "aborted")
+from cryocloud.jobs.states import ACTIVE
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -129,6 +127,18 @@ class AttemptRow:
     @property
     def total_usd(self) -> float:
         return self.compute_usd + self.storage_usd + self.transfer_usd
+
+    def cost_usd(self, now: float | None = None) -> float:
+        """What the attempt has cost: as recorded once it ended; a running one accrues its rate until `now`."""
+        compute = self.compute_usd
+        if self.ended_at is None and self.started_at is not None and not compute:
+            compute = compute_usd(self.usd_per_hour, self.started_at, time.time() if now is None else now)
+        return compute + self.storage_usd + self.transfer_usd
+
+
+def compute_usd(usd_per_hour: float, started_at: float, ended_at: float) -> float:
+    """The one cost formula: the attempt's rate times its wall time (to the second), never negative."""
+    return round(max(0.0, ended_at - started_at) / 3600 * usd_per_hour, 6)
 
 
 class Ledger:

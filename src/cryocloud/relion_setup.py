@@ -7,9 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from cryocloud.config import Settings
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.relion import EXTRAS, template_text
+from cryocloud.settings import Settings
 
 TEMPLATE_NAME = ".cryocloud/relion_template.sh"
 

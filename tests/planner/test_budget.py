@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cryocloud.config import load_settings
 from cryocloud.errors import SubmissionError
 from cryocloud.ledger import Ledger
 from cryocloud.planner.budget import budget_warning, check_budget, over_budget
+from cryocloud.settings import load_settings
 
 
 def _settings(tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -35,3 +35,10 @@ def test_costs_by_project_json_and_csv(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["costs", "--project", "apof", "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("id,job,") and len(lines) == 2 and ",apof," in lines[1]
+
+
+def test_the_cli_offers_every_grouping_the_app_has() -> None:
+    from cryocloud.app.costs import GROUPS
+    from cryocloud.cli.costs_cmds import GROUPS_CHOICES
+
+    assert sorted(GROUPS_CHOICES) == sorted(GROUPS)

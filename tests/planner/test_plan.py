@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cryocloud.config import load_settings
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.spec import InputFile, JobSpec, Resources
 from cryocloud.planner.model import JobSize
 from cryocloud.planner.plan import plan_for_spec, plan_job, predicted_usd_for_spec, size_from_spec
+from cryocloud.settings import load_settings
 
 SIZE = JobSize(particles=150_000, box=256, classes=4, iterations=25, data_gb=40)
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from cryocloud.backends import get_backend
-from cryocloud.backends.base import Handle, Launch
+from cryocloud.app.submit import submit_script, submit_spec
+from cryocloud.backends.base import Handle, Launch, get_backend
 from cryocloud.cli.main import main
-from cryocloud.config import load_settings
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.relion import job_spec_from_script
 from cryocloud.ledger import Ledger
 from cryocloud.proc import run_command
-from cryocloud.service import submit_script, submit_spec
+from cryocloud.settings import load_settings
 from slurm.conftest import Cluster, write_config
 from spine.helpers import in_dir, job_state, make_job, markers, wait_for
 
@@ -204,7 +203,7 @@ def _ledger_states() -> list[str]:
 ])
 def test_bad_requests_are_refused_with_a_hint(slurm: Cluster, tmp_path: Path, kw: dict[str, object], needle: str,
                                               hint: str) -> None:
-    from cryocloud.service import LaunchRefused
+    from cryocloud.errors import LaunchRefused
 
     with pytest.raises(LaunchRefused) as refused:  # the submitter is told, not "Submitted job 1"
         submit(tmp_path, "External/job001/", ["touch ran.txt"], **kw)
@@ -247,7 +246,7 @@ def test_controller_down(slurm: Cluster, tmp_path: Path, monkeypatch: pytest.Mon
     dead.write_text("\n".join(f"SlurmctldPort={port}" if ln.startswith("SlurmctldPort=") else ln
                               for ln in text.splitlines()) + "\n")
     monkeypatch.setenv("SLURM_CONF", str(dead))
-    from cryocloud.service import LaunchRefused
+    from cryocloud.errors import LaunchRefused
 
     with pytest.raises(LaunchRefused, match="controller does not answer"):
         submit(tmp_path, "External/job001/", ["touch ran.txt"])

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import starfile
 
-from cryocloud.agent import control
-from cryocloud.config import load_settings
+from cryocloud.jobs import control
 from cryocloud.jobs.resume import last_iteration
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import Ledger
-from cryocloud.monitor import dispatch, reconcile
+from cryocloud.monitor.passes import dispatch, reconcile
 from cryocloud.proc import run_command
+from cryocloud.settings import load_settings
 from gate import Background, IterationGate, wait_until
 from relion_support import CLASS2D, add_job, run_job
 from slurm.conftest import Cluster, write_config

@@ -9,8 +9,8 @@ import pytest
 
 from cryocloud.backends.base import Handle
 from cryocloud.backends.slurm import SlurmBackend
-from cryocloud.config import Profile, load_settings
 from cryocloud.errors import CryocloudError
+from cryocloud.settings import Profile, load_settings
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from cryocloud.config import load_settings
 from cryocloud.ledger import Ledger
 from cryocloud.proc import run_command
+from cryocloud.settings import load_settings
 from gate import Background, IterationGate, wait_until
 from relion_support import CLASS2D, add_job, run_job
 from slurm.conftest import Cluster, write_config
@@ -127,9 +127,9 @@ def test_the_lab_marks_the_job_only_after_its_outputs_are_verified(tmp_path: Pat
     """A corrupt object in the node's pushed outputs: nothing wrong lands, no result counts, no marker."""
     from dataclasses import asdict
 
-    from cryocloud import jobstage
-    from cryocloud.agent import control
+    from cryocloud.jobs import control
     from cryocloud.jobs.spec import JobSpec
+    from cryocloud.monitor import staging
     from cryocloud.storage.localfs import LocalFolderStore
     from cryocloud.storage.staging import stage_out
 
@@ -152,12 +152,12 @@ def test_the_lab_marks_the_job_only_after_its_outputs_are_verified(tmp_path: Pat
     good = {p: p.read_bytes() for p in packs}
     for p in packs:
         p.write_bytes(b"X" * len(good[p]))
-    assert jobstage.read_result(load_settings(), spec, cdir) is None
+    assert staging.read_result(load_settings(), spec, cdir) is None
     assert "pulling the job's outputs failed" in (lab / "Class2D/job002/run.err").read_text()
     assert not (lab / "Class2D/job002/run_it001_data.star").exists()
     for p, data in good.items():
         p.write_bytes(data)
-    result = jobstage.read_result(load_settings(), spec, cdir)
+    result = staging.read_result(load_settings(), spec, cdir)
     assert result is not None and result["state"] == "succeeded"
     assert (lab / "Class2D/job002/run_it001_data.star").read_text() == "data_\n" * 100
     assert not (lab / "Class2D/job002/RELION_JOB_EXIT_SUCCESS").exists()

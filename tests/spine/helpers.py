@@ -37,8 +37,8 @@ def wait_for(predicate, timeout: float = 300.0, every: float = 0.1) -> bool:  # 
 
 
 def job_state(job_id: int) -> str:
-    from cryocloud.config import load_settings
-    from cryocloud.service import refresh
+    from cryocloud.app.jobs import refresh
+    from cryocloud.settings import load_settings
 
     ledger = refresh(load_settings())
     try:

@@ -60,8 +60,8 @@ def test_running_job_that_crosses_the_budget_is_stopped(tmp_path: Path, monkeypa
     jd = tmp_path / "External/job001"
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
     assert "budget project:" in (jd / "run.out").read_text()
-    from cryocloud.config import load_settings
-    from cryocloud.service import refresh
+    from cryocloud.app.jobs import refresh
+    from cryocloud.settings import load_settings
 
     ledger = refresh(load_settings())
     job = ledger.job(1)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cryocloud.config import load_settings
 from cryocloud.errors import ConfigError
+from cryocloud.settings import load_settings
 
 
 def write(path: Path, text: str) -> Path:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cryocloud.app.submit import submit_script
 from cryocloud.cli.main import main
-from cryocloud.service import submit_script
 from gate import flag_wait
 from spine.helpers import in_dir, job_state, make_job, markers, wait_for
 
@@ -68,7 +68,8 @@ def test_abort_file_stops_the_job(tmp_path: Path) -> None:
 def test_killed_agent_ends_as_failed_not_running(tmp_path: Path) -> None:
     job = submit(tmp_path, "External/job001/", ["sleep 300"])
     agent_json = tmp_path / f"External/job001/.cryocloud/job{job}/agent.json"
-    assert wait_for(agent_json.exists)
+    # the agent writes its pid, then its command's process group: kill it once the command runs
+    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
     pid = json.loads(agent_json.read_text())["pid"]
     os.kill(pid, signal.SIGKILL)
     assert ended(job) == "failed"
@@ -184,9 +185,9 @@ def test_pipeliner_jobs_get_the_pipeliner_marker_family(tmp_path: Path) -> None:
 
 
 def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path) -> None:
-    from cryocloud.config import load_settings
+    from cryocloud.app.submit import choose_profile
     from cryocloud.jobs.relion import job_spec_from_script
-    from cryocloud.service import choose_profile
+    from cryocloud.settings import load_settings
 
     home = Path(os.environ["CRYOCLOUD_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -199,8 +200,8 @@ def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path
 
 def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from cryocloud.config import load_settings
-    from cryocloud.monitor import monitor_pid
+    from cryocloud.monitor.loop import monitor_pid
+    from cryocloud.settings import load_settings
 
     monkeypatch.setenv("CRYOCLOUD_LOCAL_MONITOR_LINGER", "3600")  # it would leave once job001 ends
     make_job(tmp_path, "External/job001/", ["true"])
@@ -212,7 +213,7 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
     monkeypatch.setenv("MY_LAB_SETTING", "from-the-second-shell")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-copy-me")
     make_job(tmp_path, "External/job002/", ["echo setting=$MY_LAB_SETTING secret=${AWS_SECRET_ACCESS_KEY:-none}"])
-    from cryocloud.handoff import hand_off
+    from cryocloud.monitor.handoff import hand_off
 
     answer = hand_off(load_settings(), Path("External/job002/run_submit.script"), tmp_path, os.environ)
     assert answer is not None and answer["job_id"] == 2  # the monitor took it
@@ -249,22 +250,24 @@ def test_a_monitor_leaving_as_a_submission_arrives_starts_the_next_one(tmp_path:
     """The monitor (run here in-process) finds nothing to do and leaves; while it closes its socket a
     submission arrives and is answered (as `handoff.close` answers late submitters). The job it started
     must not be left without a monitor: the leaving one starts the next, and that one sees the job end."""
-    from cryocloud import handoff, monitor
-    from cryocloud.config import load_settings
+    from cryocloud.app.submit import answer_submission
+    from cryocloud.monitor import handoff
+    from cryocloud.monitor import loop as monitor
+    from cryocloud.settings import load_settings
 
     real_close = handoff.close
     late: list[int] = []
 
     go = tmp_path / "go"
 
-    def close_with_a_late_submission(settings: object, sock: object) -> None:
+    def close_with_a_late_submission(settings: object, sock: object, handler: object) -> None:
         late.append(submit(tmp_path, "External/job001/", [flag_wait(go)]))  # it sees a monitor holding the lock
-        real_close(settings, sock)  # type: ignore[arg-type]
+        real_close(settings, sock, handler)  # type: ignore[arg-type]
 
     monkeypatch.setattr(handoff, "close", close_with_a_late_submission)
     monkeypatch.setattr(monitor.signal, "signal", lambda *a: None)  # leave this process's SIGTERM alone
     settings = load_settings()
-    assert monitor.run_monitor(settings) == 0  # nothing active: it leaves at once
+    assert monitor.run_monitor(settings, answer_submission) == 0  # nothing active: it leaves at once
     assert late and monitor.monitor_pid(settings, starting=True) is not None  # ...and started the next
     assert wait_for(lambda: monitor.monitor_pid(settings) is not None)  # the job waits for `go` meanwhile
     go.touch()

@@ -17,8 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-from cryocloud.agent.runner import Runner, stamp
+from cryocloud.agent.runner import Runner
 from cryocloud.errors import CryocloudError
+from cryocloud.jobs import runlog
+from cryocloud.jobs.states import State
 
 STREAM_SECONDS = float(os.environ.get("CRYOCLOUD_STREAM_SECONDS", "15"))
 
@@ -28,23 +30,17 @@ def scratch_root() -> Path:
     return Path(base) / f"cryocloud-{os.environ.get('SLURM_JOB_ID') or os.getpid()}"
 
 
-def _say(path: Path, msg: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(stamp(msg))
-
-
 def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str) -> int:
-    from cryocloud.storage.base import open_store
     from cryocloud.storage.staging import stage_in, stage_out
+    from cryocloud.storage.stores import open_store
 
     scratch = scratch_root()
     project = scratch / "project"
     store = open_store(store_url)
     try:
         got = stage_in(store, inputs, project)
-        _say(project / job_dir / "run.out",
-             f"staged in {got.files} files ({got.bytes_total / 1e6:.1f} MB) to node-local scratch {project}")
+        runlog.note(project / job_dir, f"staged in {got.files} files ({got.bytes_total / 1e6:.1f} MB) to node-local "
+                    f"scratch {project}", make=True)
         runner = Runner(project / control_rel, project=project)
         runner.lab_marks_signals = True  # markers stay here; the lab writes RELION's, and asks Slurm why on a signal
         stop = threading.Event()
@@ -63,11 +59,11 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
         finally:
             stop.set()
             streamer.join()
-        _say(project / job_dir / "run.out", "pushing the job folder back to the lab")
+        runlog.note(project / job_dir, "pushing the job folder back to the lab", make=True)
         stage_out(store, project, [Path(job_dir)], name=outputs)  # result.json inside: the lab checks it all
-        if outcome.state == "succeeded" and os.environ.get("SLURM_JOB_ID"):  # Slurm's own output on the node
+        if outcome.state == State.SUCCEEDED and os.environ.get("SLURM_JOB_ID"):  # Slurm's own output on the node
             Path(f"/tmp/cryocloud-{os.environ['SLURM_JOB_ID']}.out").unlink(missing_ok=True)  # kept on failure
-        return 0 if outcome.state == "succeeded" else 1
+        return 0 if outcome.state == State.SUCCEEDED else 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

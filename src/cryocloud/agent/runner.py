@@ -8,33 +8,30 @@ result.json and the client's exit marker unless the program wrote its own.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryocloud.agent import control
+from cryocloud.jobs import cmdline, control
+from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
+from cryocloud.jobs.runlog import stamp
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import State
 from cryocloud.proc import start_process_group
 
 POLL = 0.25  # seconds between checks of the abort file and signals (the command's exit is seen at once)
 ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop on its own before SIGTERM
 KILL_GRACE = 5.0  # SIGTERM -> SIGKILL
-MPI_PROGRAM = re.compile(r"^(?:`which\s+)?(?:\S*/)?relion_\w+_mpi\b")
-
-
-def stamp(msg: str) -> str:
-    return f"[cryocloud {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n"
 
 
 def with_mpi(line: str, ranks: int, launcher: list[str]) -> str:
     """Put the MPI launcher in front of a relion_*_mpi command line (as RELION's local mode does)."""
-    if ranks <= 1 or not MPI_PROGRAM.match(line.strip()):
+    if ranks <= 1 or not cmdline.is_mpi(line):
         return line
     prefix = shlex.join(part.replace("{ranks}", str(ranks)) for part in launcher)
     return f"{prefix} {line}"
@@ -98,22 +95,22 @@ class Runner:
                 if self._abort_requested():
                     self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
                     proc.stop(ABORT_GRACE.get(self.spec.client, 0.0), KILL_GRACE)
-                    return Outcome("aborted", proc.returncode, "aborted on request")
+                    return Outcome(State.ABORTED, proc.returncode, "aborted on request")
                 if self.terminated:
                     cancelled = self._cancel_requested()
                     self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
                     proc.stop(0.0, KILL_GRACE)
                     if cancelled:
-                        return Outcome("aborted", proc.returncode, "cancelled")
-                    return Outcome("failed", proc.returncode, "the agent was terminated")
+                        return Outcome(State.ABORTED, proc.returncode, "cancelled")
+                    return Outcome(State.FAILED, proc.returncode, "the agent was terminated")
         finally:
             proc.close()
         if rc != 0 and self._cancel_requested():
             # a scheduler's cancel (scancel) signals the whole job at once: the command may die before we see it
             self.log("cancelled by the user; the job was stopped")
-            return Outcome("aborted", rc, "cancelled")
+            return Outcome(State.ABORTED, rc, "cancelled")
         if rc != 0:
-            return Outcome("failed", rc, f"command exited with {rc}: {line[:200]}")
+            return Outcome(State.FAILED, rc, f"command exited with {rc}: {line[:200]}")
         return None
 
     def record(self, **values: object) -> None:
@@ -130,7 +127,7 @@ class Runner:
             env["CRYOCLOUD_TASK_INDEX"] = str(self.shard["index"])
             env["CRYOCLOUD_TASK_COUNT"] = str(self.shard["count"])
         self.log(f"job {self.spec.name} started on {socket.gethostname()} (pid {os.getpid()})")
-        outcome = Outcome("succeeded", 0, "")
+        outcome = Outcome(State.SUCCEEDED, 0, "")
         for line in self.spec.commands:
             ended = self.run_line(line, env)
             if ended is not None:
@@ -145,29 +142,17 @@ class Runner:
         # user's request: the lab side asks the scheduler why before RELION is told anything
         code = outcome.exit_code
         signalled = self.terminated or (code is not None and (code < 0 or code - 128 in (2, 9, 15)))
-        deferred = (self.shard is None and self.lab_marks_signals and signalled and outcome.state == "failed"
+        deferred = (self.shard is None and self.lab_marks_signals and signalled and outcome.state == State.FAILED
                     and own is None and not self._cancel_requested())
         control.write_json(self.control_dir / control.RESULT, {
             "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
             "started_at": started, "ended_at": ended_at, **({"marker_deferred": True} if deferred else {}),
         })
         self.log(f"job {outcome.state} after {ended_at - started:.1f} s"
-                 + (f": {outcome.message}" if outcome.message and outcome.state != "succeeded" else ""))
+                 + (f": {outcome.message}" if outcome.message and outcome.state != State.SUCCEEDED else ""))
         if self.shard is None and not deferred:
             self.family.write(self.job_dir, outcome.state)
         return outcome
-
-
-SECRET = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY)", re.IGNORECASE)
-
-
-def job_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The submitter's environment minus secrets, plus what MPI needs to run here."""
-    out = {k: v for k, v in env.items() if not SECRET.search(k)}
-    if os.geteuid() == 0:  # Open MPI refuses root without these; containers and CI run as root
-        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    return out
 
 
 def main(argv: list[str]) -> int:
@@ -175,4 +160,4 @@ def main(argv: list[str]) -> int:
         print("usage: python -m cryocloud.agent CONTROL_DIR")
         return 2
     outcome = Runner(Path(argv[0])).run()
-    return 0 if outcome.state == "succeeded" else 1
+    return 0 if outcome.state == State.SUCCEEDED else 1

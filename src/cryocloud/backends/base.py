@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryocloud.backends.registry import backend_class
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.settings import Profile, Settings
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,9 @@ class Backend(Protocol):
     def logs(self, handle: Handle) -> tuple[Path, Path]:
         """Where stdout and stderr of the job are."""
         ...
+
+
+def get_backend(profile: Profile, settings: Settings) -> Backend:
+    """The backend a profile names, ready to answer (an unknown name or a missing SDK is a ConfigError)."""
+    backend: Backend = backend_class(profile.backend)(profile, settings)
+    return backend

@@ -12,11 +12,12 @@ import signal
 import sys
 from pathlib import Path
 
-from cryocloud.agent import control
 from cryocloud.backends.base import BackendStatus, Handle, Launch
-from cryocloud.config import Profile, Settings
+from cryocloud.jobs import control
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import State
 from cryocloud.proc import pid_alive, process_start_time, spawn_detached
+from cryocloud.settings import Profile, Settings
 
 
 class LocalBackend:
@@ -45,8 +46,8 @@ class LocalBackend:
     def status(self, handle: Handle) -> BackendStatus:
         pid = int(handle.data["pid"])
         if pid_alive(pid, handle.data.get("started") or None):
-            return BackendStatus("running")
-        return BackendStatus("gone", f"the job's agent (pid {pid}) ended without reporting (killed or crashed)")
+            return BackendStatus(State.RUNNING)
+        return BackendStatus(State.GONE, f"the job's agent (pid {pid}) ended without reporting (killed or crashed)")
 
     def cancel(self, handle: Handle) -> None:
         pid = int(handle.data["pid"])

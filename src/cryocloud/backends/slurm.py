@@ -20,14 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from cryocloud.agent import control
 from cryocloud.backends import slurm_text as st
 from cryocloud.backends.base import BackendStatus, Handle, Launch
-from cryocloud.config import Profile, Settings
 from cryocloud.errors import CommandError, CryocloudError, SubmissionError
+from cryocloud.jobs import control, runlog
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import State
 from cryocloud.proc import Completed, run_command
+from cryocloud.settings import Profile, Settings
 
 TIMEOUT = 60.0  # seconds any Slurm command may take (a controller that is down takes ~10 s to say so)
 SQUEUE_TTL = 1.0  # one squeue answer serves every status() call within this many seconds
@@ -114,7 +115,7 @@ class SlurmBackend:
         shards = ""
         if spec.tasks > 1:
             shards = f" (array of {spec.tasks} tasks" + (f", {pack} per array task" if pack > 1 else "") + ")"
-        _log(spec, f"Slurm job {job_id}{shards} submitted to {partition or 'the default partition'}")
+        runlog.note(spec.folder, f"Slurm job {job_id}{shards} submitted to {partition or 'the default partition'}")
         return Handle(self.name, {"job_id": job_id, "tasks": spec.tasks, "control_dir": str(cdir)})
 
     def _write_shards(self, cdir: Path, tasks: int) -> None:
@@ -178,18 +179,18 @@ class SlurmBackend:
                 return gathered
         summary = self._slurm_summary(job_id, cdir)
         if summary is None:
-            return BackendStatus("gone", f"Slurm job {job_id} disappeared from the controller without a final "
+            return BackendStatus(State.GONE, f"Slurm job {job_id} disappeared from the controller without a final "
                                          "state (purged, or the controller lost it)")
-        if summary.state == "queued":
+        if summary.state == State.QUEUED:
             if spec is not None and _abort_requested(spec):
                 self._run(["scancel", job_id], check=False)
-                return BackendStatus("aborted", f"aborted on request before it started (Slurm job {job_id})")
+                return BackendStatus(State.ABORTED, f"aborted on request before it started (Slurm job {job_id})")
             if summary.never_starts:
                 self._run(["scancel", job_id], check=False)
-                return BackendStatus("failed", f"Slurm can never start job {job_id}: {summary.never_starts}")
-            return BackendStatus("queued", summary.message)
-        if summary.state == "running":
-            return BackendStatus("running", summary.message)
+                return BackendStatus(State.FAILED, f"Slurm can never start job {job_id}: {summary.never_starts}")
+            return BackendStatus(State.QUEUED, summary.message)
+        if summary.state == State.RUNNING:
+            return BackendStatus(State.RUNNING, summary.message)
         if tasks > 1 and spec is not None:
             gathered = _gather(cdir, spec, tasks, summary)
             if gathered is not None:
@@ -228,7 +229,7 @@ def _test_final_state(rows: list[tuple[int | None, str, str, int | None]],
         forced = (cdir / TEST_FINAL_STATE).read_text().strip()
     except OSError:
         return rows
-    if not forced or any(st.STATES.get(s, ("running", ""))[0] in ("queued", "running") for _, s, _, _ in rows):
+    if not forced or any(st.STATES.get(s, (State.RUNNING, ""))[0] in (State.QUEUED, State.RUNNING) for _, s, _, _ in rows):
         return rows
     return [(task, forced, reason, code) for task, _, reason, code in rows]
 
@@ -242,14 +243,6 @@ def _abort_requested(spec: JobSpec) -> bool:
     return (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists()
 
 
-def _log(spec: JobSpec, msg: str) -> None:
-    from cryocloud.agent.runner import stamp
-
-    with contextlib.suppress(OSError), open(Path(spec.project_dir) / spec.job_dir / "run.out", "a",
-                                            encoding="utf-8") as f:
-        f.write(stamp(msg))
-
-
 def _gather(cdir: Path, spec: JobSpec, tasks: int, summary: st.Summary | None) -> BackendStatus | None:
     """Fold the shards' results into the job's result.json and marker (the lab side writes it, once).
 
@@ -260,9 +253,9 @@ def _gather(cdir: Path, spec: JobSpec, tasks: int, summary: st.Summary | None) -
     if summary is None and any(r is None for r in results):
         return None
     cancelled = (cdir / control.CANCEL).exists()
-    states = [str(r["state"]) if r else "failed" for r in results]
-    bad = [(i, s) for i, s in enumerate(states) if s != "succeeded"]
-    state = "aborted" if cancelled or "aborted" in states else "failed" if bad else "succeeded"
+    states = [str(r["state"]) if r else State.FAILED for r in results]
+    bad = [(i, s) for i, s in enumerate(states) if s != State.SUCCEEDED]
+    state = State.ABORTED if cancelled or State.ABORTED in states else State.FAILED if bad else State.SUCCEEDED
     messages = []
     for i, s in bad:
         r = results[i]
@@ -274,13 +267,13 @@ def _gather(cdir: Path, spec: JobSpec, tasks: int, summary: st.Summary | None) -
     result = {
         "state": state, "exit_code": next((r.get("exit_code") for r in results if r and r.get("exit_code")), 0)
         if bad else 0,
-        "message": "cancelled" if cancelled and state == "aborted" and not messages else "; ".join(messages)[:500],
+        "message": "cancelled" if cancelled and state == State.ABORTED and not messages else "; ".join(messages)[:500],
         "started_at": min(started) if started else time.time(), "ended_at": max(ended) if ended else time.time(),
         "tasks": states,
     }
     control.write_json(cdir / control.RESULT, result)
-    _log(spec, f"{tasks} array tasks ended: {states.count('succeeded')} succeeded; job {state}")
-    FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, state)
+    runlog.note(spec.folder, f"{tasks} array tasks ended: {states.count('succeeded')} succeeded; job {state}")
+    FAMILIES[spec.client].write(spec.folder, state)
     return BackendStatus(state, str(result["message"]), result["exit_code"] if isinstance(result["exit_code"], int)
                          else None)
 

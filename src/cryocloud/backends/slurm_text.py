@@ -14,6 +14,7 @@ from typing import Any
 
 from cryocloud.errors import ConfigError, CryocloudError, SubmissionError
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import State
 
 # Output formats we ask for, so parsing never depends on a site's SQUEUE_FORMAT.
 SQUEUE_FORMAT = "%i|%A|%F|%K|%T|%r"  # id (123 or 123_4), job id, array job id, array task id, state, reason
@@ -23,30 +24,30 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Slurm's job states -> (our state, what to tell the user). Unknown states count as running (never guess an end).
 STATES: dict[str, tuple[str, str]] = {
-    "PENDING": ("queued", ""),
-    "REQUEUED": ("queued", "requeued by Slurm"),
-    "REQUEUE_HOLD": ("queued", "requeued and held by Slurm"),
-    "REQUEUE_FED": ("queued", "requeued by the federation"),
-    "SUSPENDED": ("running", "suspended by Slurm"),
-    "RUNNING": ("running", ""),
-    "CONFIGURING": ("running", ""),
-    "COMPLETING": ("running", ""),
-    "RESIZING": ("running", ""),
-    "SIGNALING": ("running", ""),
-    "STAGE_OUT": ("running", ""),
-    "STOPPED": ("running", "stopped by Slurm"),
-    "COMPLETED": ("succeeded", ""),
-    "FAILED": ("failed", "the Slurm job failed"),
-    "CANCELLED": ("aborted", "cancelled in Slurm (scancel)"),
-    "TIMEOUT": ("failed", "the Slurm job hit its time limit (TIMEOUT); ask for more wall time"),
-    "DEADLINE": ("failed", "the Slurm job passed its deadline (DEADLINE)"),
-    "NODE_FAIL": ("failed", "the Slurm node running the job failed (NODE_FAIL); resubmit it"),
-    "BOOT_FAIL": ("failed", "the Slurm node could not boot (BOOT_FAIL); resubmit it"),
-    "PREEMPTED": ("failed", "the Slurm job was preempted (PREEMPTED); resubmit it (RELION: continue from the "
+    "PENDING": (State.QUEUED, ""),
+    "REQUEUED": (State.QUEUED, "requeued by Slurm"),
+    "REQUEUE_HOLD": (State.QUEUED, "requeued and held by Slurm"),
+    "REQUEUE_FED": (State.QUEUED, "requeued by the federation"),
+    "SUSPENDED": (State.RUNNING, "suspended by Slurm"),
+    "RUNNING": (State.RUNNING, ""),
+    "CONFIGURING": (State.RUNNING, ""),
+    "COMPLETING": (State.RUNNING, ""),
+    "RESIZING": (State.RUNNING, ""),
+    "SIGNALING": (State.RUNNING, ""),
+    "STAGE_OUT": (State.RUNNING, ""),
+    "STOPPED": (State.RUNNING, "stopped by Slurm"),
+    "COMPLETED": (State.SUCCEEDED, ""),
+    "FAILED": (State.FAILED, "the Slurm job failed"),
+    "CANCELLED": (State.ABORTED, "cancelled in Slurm (scancel)"),
+    "TIMEOUT": (State.FAILED, "the Slurm job hit its time limit (TIMEOUT); ask for more wall time"),
+    "DEADLINE": (State.FAILED, "the Slurm job passed its deadline (DEADLINE)"),
+    "NODE_FAIL": (State.FAILED, "the Slurm node running the job failed (NODE_FAIL); resubmit it"),
+    "BOOT_FAIL": (State.FAILED, "the Slurm node could not boot (BOOT_FAIL); resubmit it"),
+    "PREEMPTED": (State.FAILED, "the Slurm job was preempted (PREEMPTED); resubmit it (RELION: continue from the "
                             "last iteration)"),
-    "OUT_OF_MEMORY": ("failed", "the Slurm job ran out of memory (OUT_OF_MEMORY); ask for more memory"),
-    "SPECIAL_EXIT": ("failed", "the Slurm job ended in SPECIAL_EXIT"),
-    "REVOKED": ("failed", "the Slurm job was revoked (federation)"),
+    "OUT_OF_MEMORY": (State.FAILED, "the Slurm job ran out of memory (OUT_OF_MEMORY); ask for more memory"),
+    "SPECIAL_EXIT": (State.FAILED, "the Slurm job ended in SPECIAL_EXIT"),
+    "REVOKED": (State.FAILED, "the Slurm job was revoked (federation)"),
 }
 # End states the platform caused (not the job): a job that can continue from where it was is requeued.
 INTERRUPTED: dict[str, str] = {"PREEMPTED": "preempted", "NODE_FAIL": "node failed"}
@@ -476,19 +477,19 @@ class Summary:
 
 def summarize(states: list[tuple[int | None, str, str, int | None]]) -> Summary:
     """Fold (task, Slurm state, reason, exit code) rows into one state: any active task keeps the job active."""
-    mapped = [(task, st, reason, code, *STATES.get(st, ("running", f"Slurm state {st}"))) for task, st, reason, code
+    mapped = [(task, st, reason, code, *STATES.get(st, (State.RUNNING, f"Slurm state {st}"))) for task, st, reason, code
               in states]
     by_task = {task: st for task, st, *_ in mapped}
-    if any(m[4] == "running" for m in mapped):
-        return Summary("running", slurm_states=by_task)
-    pending = [m for m in mapped if m[4] == "queued"]
+    if any(m[4] == State.RUNNING for m in mapped):
+        return Summary(State.RUNNING, slurm_states=by_task)
+    pending = [m for m in mapped if m[4] == State.QUEUED]
     if pending:
         never = next((NEVER_STARTS[m[2]] for m in pending if m[2] in NEVER_STARTS), "")
-        return Summary("queued", pending[0][5], never_starts=never, slurm_states=by_task)
-    for wanted in ("failed", "aborted", "succeeded"):
+        return Summary(State.QUEUED, pending[0][5], never_starts=never, slurm_states=by_task)
+    for wanted in (State.FAILED, State.ABORTED, State.SUCCEEDED):
         hit = [m for m in mapped if m[4] == wanted]
         if hit:
             task, _, _, code, _, msg = hit[0]
             where = f" (array task {task})" if task is not None else ""
             return Summary(wanted, (msg + where) if msg else "", code, slurm_states=by_task)
-    return Summary("running", slurm_states=by_task)
+    return Summary(State.RUNNING, slurm_states=by_task)

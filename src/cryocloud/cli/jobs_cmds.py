@@ -19,7 +19,7 @@ def submit(script: Path) -> None:
     Where the job runs, first match wins: RELION's "Queue name" when it names a profile
     (e.g. local, slurm), else $CRYOCLOUD_BACKEND, else the config's default_profile, else local.
     """
-    from cryocloud.service import submit
+    from cryocloud.app.submit import submit
 
     job_id, name, profile = submit(script, Path.cwd())
     click.echo(f"Submitted job {job_id} ({name} on {profile})")
@@ -31,9 +31,9 @@ def submit(script: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(job: str | None, show_all: bool, as_json: bool) -> None:
     """Show jobs: JOB is an id or a RELION job folder (e.g. Class2D/job002/); works from any folder."""
+    from cryocloud.app.jobs import find_job, refresh
     from cryocloud.cli.render import hms, table, when
-    from cryocloud.config import load_settings
-    from cryocloud.service import find_job, refresh
+    from cryocloud.settings import load_settings
 
     ledger = refresh(load_settings())
     try:
@@ -64,8 +64,8 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the job to stop.")
 def cancel(job: str, no_wait: bool) -> None:
     """Stop JOB (an id or a RELION job folder). It ends as aborted, in RELION too."""
-    from cryocloud.config import load_settings
-    from cryocloud.service import cancel_job
+    from cryocloud.app.jobs import cancel_job
+    from cryocloud.settings import load_settings
 
     row = cancel_job(load_settings(), job, Path.cwd(), wait=0.0 if no_wait else 15.0)
     click.echo(f"job {row.id} ({row.name}): {row.state}")
@@ -88,7 +88,6 @@ def agent_run(control_dir: Path) -> None:
 @click.command(hidden=True)
 def monitor() -> None:
     """Internal: run the monitor in the foreground until no job is active."""
-    from cryocloud.config import load_settings
-    from cryocloud.monitor import run_monitor
+    from cryocloud.app.daemon import main
 
-    raise SystemExit(run_monitor(load_settings()))
+    raise SystemExit(main())

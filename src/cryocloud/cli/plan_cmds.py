@@ -48,8 +48,8 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
     cryocloud plan Class2D/job012/run_submit.script       # a RELION job, sizes read from it
     cryocloud plan --workflow seed-empiar10061-costs.csv  # a workflow, as recorded and today
     """
-    from cryocloud.config import load_settings
     from cryocloud.errors import CryocloudError
+    from cryocloud.settings import load_settings
 
     settings = load_settings()
     region = region or settings.aws.region
@@ -103,8 +103,8 @@ def _list_types(region: str, as_json: bool) -> None:
 def spot_prices(instance_types: tuple[str, ...], region: str | None, live: bool, as_json: bool) -> None:
     """Spot price per availability zone next to the on-demand price (snapshot, or live with --live)."""
     from cryocloud.cli.render import table
-    from cryocloud.config import load_settings
     from cryocloud.planner.catalog import default_catalog
+    from cryocloud.settings import load_settings
 
     region = region or load_settings().aws.region
     cat = default_catalog()

@@ -21,8 +21,8 @@ def setup(project: Path) -> None:
     Use it as:   eval "$(cryocloud relion setup)"   then start relion from that shell.
     The export lines go to stdout (for eval); what to put in RELION's Running tab goes to stderr.
     """
-    from cryocloud.config import load_settings
     from cryocloud.relion_setup import export_lines, relion_environment, write_template
+    from cryocloud.settings import load_settings
 
     settings = load_settings()
     template = write_template(project.resolve())
@@ -53,7 +53,15 @@ def demo_data(project: Path, particles: int, movies: int, noise: float, seed: in
     (Synthetic/particles.star), a 40 A low-pass reference (Synthetic/ref_lp40.mrc), and a few
     drifting movies (Movies/*.mrc) with an Import job's movies.star, ready for RELION jobs.
     """
-    from cryocloud.demo.dataset import make_project
+    try:
+        from cryocloud.demo.dataset import make_project
+    except ModuleNotFoundError as e:  # the demo extra (numpy, pandas, starfile, mrcfile) is not installed
+        if (e.name or "").partition(".")[0] not in ("numpy", "pandas", "starfile", "mrcfile"):
+            raise
+        from cryocloud.errors import CryocloudError
+
+        raise CryocloudError(f"demo-data needs {e.name}, which is not installed",
+                             "pip install 'cryocloud[demo]'") from e
 
     summary = make_project(project, n_particles=particles, n_movies=movies, noise=noise, seed=seed)
     click.echo(summary)

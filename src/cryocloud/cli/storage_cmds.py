@@ -15,7 +15,7 @@ STORE_HELP = "Store URL: s3://BUCKET/PREFIX or a folder (default: [storage] url,
 
 
 def _store(url: str) -> Any:
-    from cryocloud.storage.base import open_store
+    from cryocloud.storage.stores import open_store
 
     return open_store(url)
 

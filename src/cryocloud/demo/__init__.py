@@ -1,1 +1,3 @@
-"""Synthetic data for demos and tests: a phantom, particles made by relion_project, small movies."""
+"""Synthetic data for demos and tests: a phantom, particles made by relion_project, small movies.
+
+Needs the demo extra (numpy, pandas, starfile, mrcfile): pip install 'cryocloud[demo]'."""

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mrcfile
 import numpy as np
+import pandas as pd
+import starfile
 
+from cryocloud.demo.common import APIX, BOX, RELION_HINT, optics_table, write_mrc
+from cryocloud.demo.movies import make_movies
 from cryocloud.errors import CryocloudError
 from cryocloud.proc import run_command
 
-BOX, APIX = 64, 3.0
 BLOBS = [  # (centre in A, sigma in A, weight): deliberately asymmetric
     ((0, 0, 0), 14, 1.0), ((30, 0, 0), 9, 0.8), ((-18, 26, 0), 10, 0.9), ((-10, -22, 18), 8, 0.7),
     ((8, 10, -30), 11, 0.85), ((22, -20, -12), 7, 0.6), ((-28, -4, -18), 6, 0.5), ((5, 32, 22), 7, 0.65),
 ]
-RELION_HINT = "install RELION (Debian: apt-get install relion openmpi-bin; or scripts/install-deps.sh)"
 
 
 def phantom() -> np.ndarray:
@@ -31,28 +34,7 @@ def phantom() -> np.ndarray:
     return vol
 
 
-def optics_table() -> dict[str, list[object]]:
-    return {
-        "rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
-        "rlnMicrographOriginalPixelSize": [APIX], "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7],
-        "rlnAmplitudeContrast": [0.1], "rlnImagePixelSize": [APIX], "rlnImageSize": [BOX],
-        "rlnImageDimensionality": [2],
-    }
-
-
-def write_mrc(path: Path, data: np.ndarray) -> None:
-    import mrcfile
-
-    with mrcfile.new(path, overwrite=True) as m:
-        m.set_data(data.astype(np.float32))
-        m.voxel_size = APIX
-
-
 def make_particles(out: Path, n: int, noise: float, rng: np.random.Generator) -> None:
-    import mrcfile
-    import pandas as pd
-    import starfile
-
     nmics = 20
     mic = rng.integers(0, nmics, n)
     def_u = rng.uniform(8000, 25000, nmics)
@@ -116,8 +98,6 @@ def make_project(project: Path, n_particles: int = 500, n_movies: int = 3, noise
         pipeline.write_text("\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 1\n\n")
     summary = f"{n_particles} particles in {syn / 'particles.star'}, reference {syn / 'ref_lp40.mrc'}"
     if n_movies:
-        from cryocloud.demo.movies import make_movies
-
         make_movies(project, n_movies, rng)
         summary += f", {n_movies} movies in {project / 'Movies'}"
     return f"demo project ready in {project}: {summary}"

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mrcfile
 import numpy as np
+import pandas as pd
+import starfile
 
-from cryocloud.demo.dataset import APIX, RELION_HINT, optics_table, write_mrc
+from cryocloud.demo.common import APIX, RELION_HINT, optics_table, write_mrc
 from cryocloud.proc import run_command
 
 SIZE, FRAMES, DOSE = 256, 8, 0.5  # pixels, frames, e/A^2 per frame
 
 
 def make_movies(project: Path, n: int, rng: np.random.Generator) -> None:
-    import mrcfile
-    import pandas as pd
-    import starfile
-
     movies = project / "Movies"
     movies.mkdir(parents=True, exist_ok=True)
     run_command(["relion_project", "--i", "Synthetic/phantom.mrc", "--nr_uniform", "50", "--o", "Movies/projs"],

@@ -10,15 +10,14 @@ optimiser -> model, data, sampling, masks). Paths resolve against the project fo
 from __future__ import annotations
 
 import glob
-import itertools
 import os
 import re
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryocloud.errors import SubmissionError
+from cryocloud.jobs import cmdline
 from cryocloud.jobs.spec import InputFile
 
 # STAR labels whose values are paths to files the job reads. One table for every job type.
@@ -127,13 +126,10 @@ def command_inputs(commands: Iterable[str]) -> list[str]:
     """Paths named after the input flags of the job's command lines."""
     out = []
     for line in commands:
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
+        words = cmdline.words(line)
+        if words is None:
             continue
-        for flag, value in itertools.pairwise(words):
-            if flag in INPUT_FLAGS and value and not value.startswith("--"):
-                out.append(value)
+        out += [value for flag, value in cmdline.pairs(line) if flag in INPUT_FLAGS]
         if "--coord_dir" in words and "--coord_suffix" in words:  # Extract: <dir>/<micrograph><suffix>
             folder = words[words.index("--coord_dir") + 1].rstrip("/")
             suffix = words[words.index("--coord_suffix") + 1]

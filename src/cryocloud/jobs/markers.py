@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryocloud.jobs.states import State
+
 
 @dataclass(frozen=True)
 class MarkerFamily:
@@ -14,7 +16,7 @@ class MarkerFamily:
     abort_request: str
 
     def for_state(self, state: str) -> str:
-        return {"succeeded": self.success, "aborted": self.aborted}.get(state, self.failure)
+        return {State.SUCCEEDED.value: self.success, State.ABORTED.value: self.aborted}.get(state, self.failure)
 
     @property
     def exits(self) -> tuple[str, str, str]:
@@ -22,7 +24,7 @@ class MarkerFamily:
 
     def existing(self, job_dir: Path) -> str | None:
         """The state an existing exit marker says, checked in RELION's order, or None."""
-        for name, state in ((self.success, "succeeded"), (self.failure, "failed"), (self.aborted, "aborted")):
+        for name, state in ((self.success, State.SUCCEEDED), (self.failure, State.FAILED), (self.aborted, State.ABORTED)):
             if (job_dir / name).exists():
                 return state
         return None

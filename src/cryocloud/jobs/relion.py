@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryocloud.errors import SubmissionError
+from cryocloud.jobs import cmdline
 from cryocloud.jobs.inputs import discover_inputs
 from cryocloud.jobs.spec import JobSpec, Resources
 
@@ -127,16 +128,9 @@ def _int_field(script: FilledScript, key: str, default: int) -> int:
 
 def count_gpus(commands: list[str]) -> int:
     """GPUs a RELION command asks for: `--gpu "0:1"` names devices; `--gpu ""` means one per rank."""
-    import shlex
-
     for line in commands:
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            continue
-        if "--gpu" in words:
-            i = words.index("--gpu")
-            value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else ""
+        value = cmdline.option(line, "--gpu")
+        if value is not None:
             devices = {d for d in re.split(r"[:,]", value) if d.strip()}
             return max(1, len(devices))
     return 0

@@ -18,11 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryocloud.jobs import cmdline
 from cryocloud.jobs.spec import JobSpec
 
-REFINE = re.compile(r"(?:`which\s+)?(?:\S*/)?relion_refine(?:_mpi)?\b`?")
-PER_MICROGRAPH = re.compile(
-    r"(?:`which\s+)?(?:\S*/)?relion_(?:run_motioncorr|run_ctffind|preprocess|autopick)(?:_mpi)?\b`?")
+REFINE = ("relion_refine", "relion_refine_mpi")
+PER_MICROGRAPH = tuple(f"relion_{p}{mpi}" for p in ("run_motioncorr", "run_ctffind", "preprocess", "autopick")
+                       for mpi in ("", "_mpi"))
 ITERATION = re.compile(r"_it(\d+)_optimiser\.star$")
 # An iteration is complete when all of these exist (relion_refine writes them at the end of each iteration;
 # it000 has no sampling file and is never a continue point).
@@ -33,15 +34,6 @@ ITERATION_FILES = ("optimiser", "model", "data", "sampling")
 class Resume:
     commands: list[str] | None  # None: the job cannot continue
     where: str  # "it012", "unfinished micrographs", or why it cannot continue
-
-
-def _option(line: str, name: str) -> str | None:
-    m = re.search(rf"(?:^|\s){re.escape(name)}\s+(\"[^\"]*\"|'[^']*'|\S+)", line)
-    return m.group(1).strip("\"'") if m else None
-
-
-def _drop(line: str, name: str) -> str:
-    return re.sub(rf"\s{re.escape(name)}\s+(?:\"[^\"]*\"|'[^']*'|\S+)", "", line)
 
 
 def last_iteration(project: Path, root: str) -> tuple[int, str] | None:
@@ -70,20 +62,21 @@ def plan_resume(spec: JobSpec) -> Resume:
         if not text or text.startswith("#"):
             out.append(line)
             continue
-        refine = REFINE.search(text)
-        if refine:
-            root = _option(text, "--o")
-            if root is None:
+        name = cmdline.program(text)
+        if name in REFINE:
+            root = cmdline.option(text, "--o")
+            if not root:
                 return Resume(None, "the relion_refine command has no --o")
             it = last_iteration(project, root)
             if it is None:
                 return Resume(None, f"it had not finished an iteration yet (no {root}_itNNN_optimiser.star)")
-            rest = _drop(_drop(text[refine.end():], "--continue"), "--i")
-            out.append(f"{text[:refine.end()]} --continue {it[1]}{rest}")
+            end = cmdline.program_end(text)
+            rest = cmdline.without_option(cmdline.without_option(text[end:], "--continue"), "--i")
+            out.append(f"{text[:end]} --continue {it[1]}{rest}")
             where = f"it{it[0]:03d}"
             continue
-        if PER_MICROGRAPH.search(text):
-            out.append(text if "--only_do_unfinished" in text.split() else f"{text} --only_do_unfinished")
+        if name in PER_MICROGRAPH:
+            out.append(text if "--only_do_unfinished" in (cmdline.words(text) or []) else f"{text} --only_do_unfinished")
             where = where or "unfinished micrographs"
             continue
         return Resume(None, f"{text.split()[0]} cannot continue from where it was (only relion_refine iterations "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -41,6 +42,11 @@ class JobSpec:
     script: str = ""  # the submission script, absolute
     relion_version: str = ""
     tasks: int = 1  # fan-out: number of shards
+
+    @property
+    def folder(self) -> Path:
+        """The job's folder on the lab's disk (the project folder + job_dir)."""
+        return Path(self.project_dir) / self.job_dir
 
     @property
     def data_bytes(self) -> int:

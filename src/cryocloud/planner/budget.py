@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cryocloud.config import Settings
 from cryocloud.errors import SubmissionError
-from cryocloud.ledger import Ledger
+from cryocloud.ledger import AttemptRow, Ledger
+from cryocloud.settings import Settings
 
 WARN_FRACTION = 0.8
 
@@ -48,15 +48,9 @@ def spent_usd(ledger: Ledger, key: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     column = "project" if key.startswith("project:") else "user"
     name = key.partition(":")[2]
-    rows = ledger.db.execute(
-        f"SELECT a.compute_usd, a.storage_usd, a.transfer_usd, a.usd_per_hour, a.started_at, a.ended_at "
-        f"FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.{column} = ?", (name,)).fetchall()
-    total = 0.0
-    for compute, storage, transfer, rate, started, ended in rows:
-        if ended is None and started is not None and not compute:
-            compute = rate * max(0.0, now - started) / 3600
-        total += compute + storage + transfer
-    return total
+    rows = ledger.db.execute(f"SELECT a.* FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.{column} = ?",
+                             (name,)).fetchall()
+    return sum(AttemptRow(**dict(r)).cost_usd(now) for r in rows)
 
 
 def budget_states(settings: Settings, ledger: Ledger, user: str, project: str,

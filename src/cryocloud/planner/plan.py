@@ -7,15 +7,15 @@ Billing is per second while a machine exists: staging onto it, the job, and noth
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 
-from cryocloud.config import Settings
 from cryocloud.errors import CryocloudError
+from cryocloud.jobs import cmdline
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.planner import model
 from cryocloud.planner.calibrate import LOCAL_CPU_SPEED
 from cryocloud.planner.catalog import Catalog, InstanceType, default_catalog
+from cryocloud.settings import Settings
 
 LOCAL_GPU_SPEED = 2.0  # a workstation GPU (GTX 1080 / RTX class) relative to one K80 die (assumption)
 LOCAL_GPU_MEMORY_GIB = 11.0
@@ -193,9 +193,9 @@ def size_from_spec(spec: JobSpec) -> model.JobSize:
         values["movies"] = movies
     for line in spec.commands:
         for flag, name in FLAG_SIZES.items():
-            m = re.search(rf"(?:^|\s){re.escape(flag)}\s+(\d+)", line)
-            if m:
-                values[name] = float(m.group(1))
+            n = cmdline.int_option(line, flag)
+            if n is not None:
+                values[name] = float(n)
     kind = model.job_kind(spec.job_type)
     if any(n == "particles" for n, _ in kind.work_terms) and "particles" not in values and spec.data_bytes:
         box = values.get("box") or kind.defaults.get("box", 256)

@@ -141,17 +141,17 @@ def _storage(wf: Workflow, out: TodayPlan) -> None:
     recorded = wf.items_usd
     if not recorded:
         return
-    gb_months = recorded / prices["s3-standard"]
+    gb_months = recorded / prices["STANDARD"]
     lab = sum(s.data_gb for s in out.steps if s.lab_upload_hours)
     data_gb = Decimal(str(round(lab * AT_REST_FACTOR)))
     active = min(gb_months, data_gb * Decimal(str(ACTIVE_MONTHS)))
-    usd = active * prices["s3-standard"] + (gb_months - active) * prices["glacier-ir"]
+    usd = active * prices["STANDARD"] + (gb_months - active) * prices["GLACIER_IR"]
     out.storage_usd = float(usd)
     out.storage_text = (
-        f"{gb_months:,.0f} GB-months as recorded ({recorded} USD / {prices['s3-standard']} USD per GB-month): "
+        f"{gb_months:,.0f} GB-months as recorded ({recorded} USD / {prices['STANDARD']} USD per GB-month): "
         f"{active:,.0f} on S3 Standard while the workflow runs ({ACTIVE_MONTHS} month of {data_gb:,.0f} GB: "
         f"{AT_REST_FACTOR:g}x the lab upload), "
-        f"the rest on Glacier Instant Retrieval at {prices['glacier-ir']} = {usd:,.2f} USD")
+        f"the rest on Glacier Instant Retrieval at {prices['GLACIER_IR']} = {usd:,.2f} USD")
 
 
 def assumptions() -> list[str]:

@@ -10,13 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from cryocloud.errors import CryocloudError, close_matches
-
-if TYPE_CHECKING:
-    from cryocloud.config import Settings
-
+from cryocloud.errors import CryocloudError
 
 STREAM_CHUNK = 1 << 20  # measured: 1 MiB chunks beat 256 KiB and 4 MiB ones (benchmarks/storage/)
 
@@ -98,40 +94,3 @@ def scope(prefix: str, tags: dict[str, str] | None = None) -> str:
 def parse_scope(text: str) -> tuple[str, dict[str, str]]:
     prefix, _, query = text.partition("?")
     return prefix, dict(part.split("=", 1) for part in query.split("&") if "=" in part)
-
-
-def _open_local(url: str, settings: Settings | None) -> ObjectStore:
-    from cryocloud.storage.localfs import LocalFolderStore
-
-    path = url.removeprefix("file://")
-    return LocalFolderStore(Path(path).expanduser())
-
-
-def _open_s3(url: str, settings: Settings | None) -> ObjectStore:
-    from cryocloud.storage.s3 import S3Store
-
-    endpoint = settings.storage.endpoint_url if settings else ""
-    region = settings.storage.region if settings else ""
-    return S3Store.from_url(url, endpoint_url=endpoint, region=region)
-
-
-# scheme -> opener; a new kind of store adds one line here.
-SCHEMES = {"s3": _open_s3, "file": _open_local}
-
-
-def default_store_url(settings: Settings) -> str:
-    return settings.storage.url or str(settings.home / "store")
-
-
-def open_store(url: str = "", settings: Settings | None = None) -> ObjectStore:
-    """Open the store at `url` (s3://bucket/prefix, file:///path or a plain path); empty: the configured one."""
-    if not url:
-        if settings is None:
-            from cryocloud.config import load_settings
-
-            settings = load_settings()
-        url = default_store_url(settings)
-    scheme = url.split("://", 1)[0] if "://" in url else "file"
-    if scheme not in SCHEMES:
-        raise CryocloudError(f"unknown storage URL scheme {scheme!r} in {url!r}", close_matches(scheme, set(SCHEMES)))
-    return SCHEMES[scheme](url, settings)

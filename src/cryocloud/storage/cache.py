@@ -95,6 +95,6 @@ class PackIndex:
 
 
 def cache_dir() -> Path:
-    from cryocloud.config import default_home
+    from cryocloud.settings import default_home
 
     return default_home() / "cache"

@@ -7,19 +7,40 @@ in progress (its manifest is written last) is never swept.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from importlib.resources import files
 
 from cryocloud.storage.base import ObjectInfo, ObjectStore
 from cryocloud.storage.manifest import Manifest, packidx_key
 
-# USD per GB-month, AWS S3 us-east-1 list prices (2026-11). Glacier-class tiers also charge per object and a
-# minimum duration (90 / 180 days), so cryocloud tiers only blobs and packs, never small indexes.
-PRICE_GB_MONTH = {
-    "STANDARD": 0.023, "INTELLIGENT_TIERING": 0.023, "STANDARD_IA": 0.0125, "GLACIER_IR": 0.004,
-    "GLACIER": 0.0036, "DEEP_ARCHIVE": 0.00099,
-}
+
+@dataclass(frozen=True)
+class Tier:
+    """One row of cryocloud/data/storage_prices.csv, the one price table (us-east-1 list prices)."""
+
+    name: str  # the S3 storage class (STANDARD, GLACIER_IR, ...), or EBS_GP3 / FACILITY outside S3
+    service: str  # s3, ebs or facility
+    usd_per_gb_month: float
+    min_days: int | None  # billed at least this long once in the class
+    transition_usd_per_1000: float | None  # per-object fee of a lifecycle transition into the class
+
+
+def read_tiers() -> dict[str, Tier]:
+    text = files("cryocloud").joinpath("data", "storage_prices.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {r["tier"]: Tier(r["tier"], r["service"], float(r["usd_per_gb_month"]),
+                            int(r["min_days"]) if r["min_days"] else None,
+                            float(r["transition_usd_per_1000"]) if r["transition_usd_per_1000"] else None)
+            for r in rows}
+
+
+TIERS = read_tiers()
+# USD per GB-month by S3 storage class. Glacier-class tiers also charge per object and a minimum duration
+# (90 / 180 days), so cryocloud tiers only blobs and packs, never small indexes.
+PRICE_GB_MONTH = {t.name: t.usd_per_gb_month for t in TIERS.values() if t.service == "s3"}
 GRACE_SECONDS = 24 * 3600
 
 

@@ -28,7 +28,7 @@ def clean(value: str) -> str:
 
 def owner() -> str:
     try:
-        from cryocloud.config import load_settings
+        from cryocloud.settings import load_settings
 
         return load_settings().user
     except Exception:  # a broken config must not stop a transfer; the login name is the default anyway

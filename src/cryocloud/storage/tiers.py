@@ -27,16 +27,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryocloud.storage.base import ObjectNotFound, ObjectStore, parse_scope
-from cryocloud.storage.catalog import monthly_usd, objects
+from cryocloud.storage.catalog import TIERS, monthly_usd, objects
 from cryocloud.storage.s3 import TIER_CLASSES
 from cryocloud.storage.tags import TIER
 from cryocloud.storage.transfer import bounded
 
 CAS = "cas/"
 WARMTH = ("STANDARD_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")  # most available first
-MIN_DAYS = {"STANDARD_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}  # billed at least this long
-# USD per 1,000 lifecycle transitions into the class (S3 us-east-1, 2026-11): the per-object fee
-TRANSITION_USD_PER_1000 = {"STANDARD_IA": 0.01, "GLACIER_IR": 0.02, "GLACIER": 0.03, "DEEP_ARCHIVE": 0.05}
+# billed at least this long, and USD per 1,000 lifecycle transitions into the class (the per-object fee):
+# both from data/storage_prices.csv
+MIN_DAYS = {t.name: t.min_days for t in TIERS.values() if t.min_days is not None}
+TRANSITION_USD_PER_1000 = {t.name: t.transition_usd_per_1000 for t in TIERS.values()
+                           if t.transition_usd_per_1000 is not None}
 JOB = "(job staging)"  # a holder that keeps an object STANDARD
 PLAIN = "(storage push)"
 

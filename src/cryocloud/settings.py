@@ -91,7 +91,7 @@ class Settings:
         return self.local.cpus or (os.cpu_count() or 1)
 
     def profile(self, name: str) -> Profile:
-        from cryocloud.backends import BACKENDS
+        from cryocloud.backends.registry import BACKENDS
 
         if name in self.profiles:
             return self.profiles[name]
@@ -208,7 +208,7 @@ def load_settings(env: dict[str, str] | None = None, path: Path | None = None) -
 
 
 def _profiles(table: dict[str, Any], source: str) -> dict[str, Profile]:
-    from cryocloud.backends import BACKENDS
+    from cryocloud.backends.registry import BACKENDS
 
     out = {}
     for name, body in table.items():

@@ -3,8 +3,9 @@
 RELION waits for nothing, but every job pays the submit latency. The user's monitor listens on a Unix
 socket (`$CRYOCLOUD_HOME/run/submit.sock`, mode 0600). `submit` connects, sends the script, the folder and
 the submitter's environment minus secrets (over the socket: nothing is written for it), and reads the
-answer; the monitor runs the same `service.submit_script` a cold submit runs. No monitor listening: the
-caller does the work itself. Same function, same errors, same files either way.
+answer; the monitor answers with the handler it was given (the app's `answer_submission`, which runs the same
+`submit_script` a cold submit runs). No monitor listening: the caller does the work itself. Same function,
+same errors, same files either way.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryocloud.agent.runner import job_environment
-from cryocloud.config import Settings
-from cryocloud.errors import CryocloudError
+from cryocloud.errors import ConfigError, CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError
+from cryocloud.jobs.environment import job_environment
+from cryocloud.settings import Settings
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]  # a request {script, cwd, env} -> the answer to send back
 
 ANSWER_WAIT = 120.0  # s for the answer (input discovery of a huge project can take a while)
 SOCKET_NAME = "submit.sock"
@@ -59,9 +62,6 @@ def hand_off(settings: Settings, script: Path, cwd: Path, env: Mapping[str, str]
     got: dict[str, Any] = json.loads(raw)
     if got.get("ok"):
         return got
-    from cryocloud.errors import ConfigError, SubmissionError
-    from cryocloud.service import JobFolderBusy, LaunchRefused
-
     kinds: dict[str, type[CryocloudError]] = {
         "ConfigError": ConfigError, "SubmissionError": SubmissionError, "JobFolderBusy": JobFolderBusy,
         "LaunchRefused": LaunchRefused}
@@ -83,13 +83,13 @@ def listen(settings: Settings) -> socket.socket | None:
     return sock
 
 
-def serve_one(sock: socket.socket) -> None:
+def serve_one(sock: socket.socket, handler: Handler) -> None:
     """Answer one waiting submitter."""
     conn, _ = sock.accept()
-    _answer(conn)
+    _answer(conn, handler)
 
 
-def close(settings: Settings, sock: socket.socket) -> None:
+def close(settings: Settings, sock: socket.socket, handler: Handler) -> None:
     """Stop listening, then answer whoever connected meanwhile, so no submitter is left without an answer."""
     socket_path(settings).unlink(missing_ok=True)
     sock.setblocking(False)
@@ -99,32 +99,21 @@ def close(settings: Settings, sock: socket.socket) -> None:
         except OSError:  # nobody waiting (BlockingIOError) or the socket is gone
             break
         conn.setblocking(True)
-        _answer(conn)
+        _answer(conn, handler)
     sock.close()
 
 
-def _answer(conn: socket.socket) -> None:
+def _answer(conn: socket.socket, handler: Handler) -> None:
     with conn:
         conn.settimeout(10.0)
         try:
             request = json.loads(_recv_all(conn))
         except (OSError, ValueError):
             return
-        answer = _serve(request)
+        try:
+            answer = handler(request)
+        except Exception as e:  # a bug must not kill the monitor that runs everyone's jobs
+            answer = {"ok": False, "kind": "CryocloudError", "message": f"internal error: {e!r}",
+                      "hint": "run with CRYOCLOUD_DEBUG=1 and report it"}
         with contextlib.suppress(OSError):  # the submitter gave up; the job is recorded either way
             conn.sendall(json.dumps(answer).encode())
-
-
-def _serve(data: dict[str, Any]) -> dict[str, Any]:
-    from cryocloud.config import load_settings
-    from cryocloud.service import submit_script
-
-    env = {str(k): str(v) for k, v in (data.get("env") or {}).items()}
-    try:
-        done = submit_script(Path(data["script"]), Path(data["cwd"]), load_settings(env), env)
-    except CryocloudError as e:
-        return {"ok": False, "kind": type(e).__name__, "message": e.message, "hint": e.hint}
-    except Exception as e:  # a bug must not kill the monitor that runs everyone's jobs
-        return {"ok": False, "kind": "CryocloudError", "message": f"internal error: {e!r}",
-                "hint": "run with CRYOCLOUD_DEBUG=1 and report it"}
-    return {"ok": True, "job_id": done.job.id, "name": done.job.name, "profile": done.profile.name}

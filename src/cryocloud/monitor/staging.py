@@ -16,11 +16,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cryocloud.agent import control
-from cryocloud.agent.runner import stamp
-from cryocloud.config import Profile, Settings
 from cryocloud.errors import CryocloudError
+from cryocloud.jobs import control, runlog
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.settings import Profile, Settings
 
 VERIFIED = "result.verified.json"  # the node's result.json, copied once the pull that brought it was verified whole
 PULLED = "outputs_pulled"
@@ -34,7 +33,7 @@ def store_url(settings: Settings, profile: Profile) -> str | None:
     if mode in NO_STAGING:
         return None
     if mode in ("store", "s3"):
-        from cryocloud.storage.base import default_store_url
+        from cryocloud.storage.stores import default_store_url
 
         url = default_store_url(settings)
         if mode == "s3" and not url.startswith("s3://"):
@@ -52,15 +51,10 @@ def names(settings: Settings, job_id: int) -> tuple[str, str]:
     return f"jobs/{user}-{job_id}-{token}-in", f"jobs/{user}-{job_id}-{token}-out"
 
 
-def _log(spec: JobSpec, text: str) -> None:
-    with open(Path(spec.project_dir) / spec.job_dir / "run.out", "a", encoding="utf-8") as f:
-        f.write(stamp(text))
-
-
 def stage_job(settings: Settings, url: str, job_id: int, spec: JobSpec, cdir: Path) -> dict[str, Any]:
     """Upload what the job reads; record in launch.json where the node finds it. Returns the staging record."""
-    from cryocloud.storage.base import open_store
     from cryocloud.storage.staging import CONTROL_FILES, stage_out
+    from cryocloud.storage.stores import open_store
 
     project = Path(spec.project_dir)
     inputs, outputs = names(settings, job_id)
@@ -78,9 +72,9 @@ def stage_job(settings: Settings, url: str, job_id: int, spec: JobSpec, cdir: Pa
     paths |= {p.relative_to(project) for p in job_dir.iterdir()
               if p.name != ".cryocloud" and p.name not in CONTROL_FILES}
     paths.add(cdir.relative_to(project) / control.LAUNCH)
-    _log(spec, f"staging {len(spec.inputs)} input files ({spec.data_bytes / 1e6:.1f} MB) and the job folder to {url}")
+    runlog.note(spec.folder, f"staging {len(spec.inputs)} input files ({spec.data_bytes / 1e6:.1f} MB) and the job folder to {url}")
     manifest = stage_out(open_store(url, settings), project, sorted(paths), name=inputs)
-    _log(spec, f"staged {len(manifest.files)} files ({manifest.total_bytes / 1e6:.1f} MB) as {inputs}")
+    runlog.note(spec.folder, f"staged {len(manifest.files)} files ({manifest.total_bytes / 1e6:.1f} MB) as {inputs}")
     (cdir / STAGED_FOR).write_text(spec.to_json())
     for name in (VERIFIED, PULLED):  # a new attempt: what the previous one pushed back is no verdict
         (cdir / name).unlink(missing_ok=True)
@@ -93,8 +87,9 @@ def pull_outputs(settings: Settings, spec: JobSpec, cdir: Path) -> bool:
     record = launch.get("staging")
     if not record:
         return False
-    from cryocloud.storage.base import ObjectNotFound, open_store
+    from cryocloud.storage.base import ObjectNotFound
     from cryocloud.storage.pull import load_manifest, pull
+    from cryocloud.storage.stores import open_store
     from cryocloud.storage.transfer import run
 
     store = open_store(str(record["store"]), settings)
@@ -130,8 +125,7 @@ def read_result(settings: Settings, spec: JobSpec, cdir: Path) -> dict[str, Any]
         note = cdir / "pull_error"
         if not note.exists() or note.read_text() != e.message:
             note.write_text(e.message)
-            with open(Path(spec.project_dir) / spec.job_dir / "run.err", "a", encoding="utf-8") as f:
-                f.write(stamp(f"pulling the job's outputs failed (will retry): {e.message}"))
+            runlog.note(spec.folder, f"pulling the job's outputs failed (will retry): {e.message}", runlog.ERR)
     return control.read_json(cdir / VERIFIED)
 
 

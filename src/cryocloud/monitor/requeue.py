@@ -11,21 +11,22 @@ is not requeued: the caller fails it with the reason and the hint returned here.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from cryocloud import jobstage
-from cryocloud.agent import control
-from cryocloud.agent.runner import stamp
 from cryocloud.backends.base import Backend, BackendStatus, Handle
-from cryocloud.config import Settings
+from cryocloud.jobs import control, runlog
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.resume import plan_resume
 from cryocloud.jobs.spec import JobSpec
-from cryocloud.ledger import AttemptRow, JobRow, Ledger
+from cryocloud.jobs.states import State
+from cryocloud.ledger import AttemptRow, JobRow, Ledger, compute_usd
+from cryocloud.monitor import staging
+from cryocloud.settings import Settings
 
 DEFAULT_MAX_REQUEUES = 3
-REQUEUED = "requeued"  # the state of an attempt that ended this way
+REQUEUED = State.REQUEUED  # the state of an attempt that ended this way
 
 
 def max_requeues(settings: Settings, profile: str) -> int:
@@ -33,16 +34,8 @@ def max_requeues(settings: Settings, profile: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else DEFAULT_MAX_REQUEUES
 
 
-def _log(spec: JobSpec, name: str, text: str) -> None:
-    try:
-        with open(Path(spec.project_dir) / spec.job_dir / name, "a", encoding="utf-8") as f:
-            f.write(stamp(text))
-    except OSError:
-        pass
-
-
 def requeue(settings: Settings, ledger: Ledger, job: JobRow, attempt: AttemptRow, status: BackendStatus,
-            backend: Backend) -> str | None:
+            backend: Backend, clock: Callable[[], float] = time.time) -> str | None:
     """Put an interrupted job back in the queue to continue. Returns None when requeued, else why not (a hint
     for the user, the job then ends as failed)."""
     spec = JobSpec.from_json(job.spec)
@@ -67,17 +60,17 @@ def requeue(settings: Settings, ledger: Ledger, job: JobRow, attempt: AttemptRow
         backend.cleanup(Handle(attempt.backend, attempt.handle_data))  # nothing of the old attempt left behind
         job_dir = Path(spec.project_dir) / spec.job_dir
         FAMILIES[spec.client].clear(job_dir)  # stale markers go before a resume
-        for name in (control.RESULT, control.AGENT, jobstage.VERIFIED, jobstage.PULLED):
+        for name in (control.RESULT, control.AGENT, staging.VERIFIED, staging.PULLED):
             (cdir / name).unlink(missing_ok=True)
         resumed = replace(spec, commands=plan.commands)
         launch = control.read_json(cdir / control.LAUNCH) or {}
         control.write_json(cdir / control.LAUNCH, {**launch, "spec": asdict(resumed)})
-        now = time.time()
+        now = clock()
         started = attempt.started_at if attempt.started_at is not None else now
         ledger.update_attempt(attempt.id, state=REQUEUED, ended_at=now,
-                              compute_usd=round(max(0.0, now - started) / 3600 * attempt.usd_per_hour, 6))
-        ledger.update_job(job.id, state="queued", spec=resumed.to_json(), message=f"{what}; requeued")
+                              compute_usd=compute_usd(attempt.usd_per_hour, started, now))
+        ledger.update_job(job.id, state=State.QUEUED, spec=resumed.to_json(), message=f"{what}; requeued")
         ledger.event(job.id, f"{what} at {plan.where}; requeued (requeue {done + 1} of at most {limit})")
-        _log(spec, "run.out", f"{what} at {plan.where}; resuming (requeue {done + 1} of at most {limit})")
-        _log(spec, "run.out", "resumed with: " + " && ".join(c for c in plan.commands if c.strip())[:1000])
+        runlog.note(spec.folder, f"{what} at {plan.where}; resuming (requeue {done + 1} of at most {limit})")
+        runlog.note(spec.folder, "resumed with: " + " && ".join(c for c in plan.commands if c.strip())[:1000])
     return None

@@ -1,4 +1,5 @@
-"""What both faces (CLI, REST) call: submit, find, cancel. Each function does one user action."""
+"""Submit: a script RELION filled (cold, or handed to the running monitor) or a JobSpec a client built.
+Records the job, starts it where it fits, and refuses with a reason RELION shows when it cannot."""
 
 from __future__ import annotations
 
@@ -7,26 +8,22 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from cryocloud.agent import control
-from cryocloud.agent.runner import job_environment, stamp
-from cryocloud.backends import get_backend
-from cryocloud.backends.base import Handle
-from cryocloud.config import Profile, Settings, load_settings
-from cryocloud.errors import CryocloudError, JobNotFound, SubmissionError
+from cryocloud.backends.base import get_backend
+from cryocloud.backends.registry import BACKENDS
+from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError
+from cryocloud.jobs import control, runlog
+from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
 from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import State
 from cryocloud.ledger import JobRow, Ledger
-from cryocloud.monitor import dispatch, ensure_monitor, has_active, open_ledger, reconcile
-
-
-class JobFolderBusy(SubmissionError):
-    """The job folder already has an active job: refuse without touching that job's markers."""
-
-
-class LaunchRefused(SubmissionError):
-    """Recorded, then refused by the backend at launch (e.g. an unknown partition): already marked failed."""
+from cryocloud.monitor.handoff import hand_off
+from cryocloud.monitor.loop import ensure_monitor
+from cryocloud.monitor.passes import dispatch, open_ledger
+from cryocloud.settings import Profile, Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,6 @@ class Submitted:
 
 def choose_profile(spec: JobSpec, settings: Settings) -> Profile:
     """RELION's Queue name when it names a profile, else CRYOCLOUD_BACKEND / the config default, else local."""
-    from cryocloud.backends import BACKENDS
-
     if spec.queue and (spec.queue in settings.profiles or spec.queue in BACKENDS):
         return settings.profile(spec.queue)
     return settings.profile(settings.general.default_profile)
@@ -52,8 +47,6 @@ def _without_profile_queue(spec: JobSpec, profile: Profile) -> JobSpec:
 def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     """What `cryocloud submit` / `cryocloud-qsub` do: hand the job to the running monitor (warm, fast),
     else submit it here. Returns (job id, name, profile)."""
-    from cryocloud.handoff import hand_off
-
     env = os.environ if env is None else env
     try:
         settings = load_settings(dict(env))
@@ -90,10 +83,7 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
         client = read_script(script).client
     except SubmissionError:
         client = "relion"
-    hint = f"\n  hint: {e.hint}" if e.hint else ""
-    with open(job_dir / "run.err", "a", encoding="utf-8") as f:
-        f.write(stamp(f"submission refused: {e.message}{hint}"))
-    FAMILIES[client].write(job_dir, "failed")
+    runlog.fail_in_client_view(job_dir, client, f"submission refused: {e.message}", e.hint)
 
 
 def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str]) -> Submitted:
@@ -120,7 +110,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
             job_id = ledger.add_job(
                 name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
                 job_dir=spec.job_dir, profile=profile.name, backend=profile.backend, user=settings.user,
-                project=Path(spec.project_dir).name, state="queued", submitted_at=time.time(),
+                project=Path(spec.project_dir).name, state=State.QUEUED, submitted_at=time.time(),
                 spec=spec.to_json(), predicted_usd=predicted,
             )
             cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
@@ -131,12 +121,11 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
                 "spec": asdict(spec), "mpi_launcher": _launcher(profile, settings),
             })
             ledger.event(job_id, f"submitted to {profile.name} ({spec.job_type}, {spec.data_bytes} bytes of input)")
-        with open(job_dir / "run.out", "a", encoding="utf-8") as f:
-            f.write(stamp(f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}"))
+        runlog.note(job_dir, f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}")
         dispatch(settings, ledger)
         row = ledger.job(job_id)
         assert row is not None
-        if row.state == "failed":  # the backend refused it at launch; run.err and the marker say so already
+        if row.state == State.FAILED:  # the backend refused it at launch; run.err and the marker say so already
             raise LaunchRefused(f"job {job_id} could not start on {profile.name}: {row.message}",
                                 f"see {spec.job_dir}run.err; `cryocloud status {job_id}`")
         ensure_monitor(settings)
@@ -193,62 +182,11 @@ def _launcher(profile: Profile, settings: Settings) -> list[str]:
     return list(value)
 
 
-def find_job(ledger: Ledger, ref: str, cwd: Path) -> JobRow:
-    """A job by ledger id, or by RELION job folder (`Class3D/job012/`, relative to cwd, or absolute)."""
-    if ref.isdigit():
-        job = ledger.job(int(ref))
-        if job is None:
-            raise JobNotFound(f"no job {ref} in the ledger", "`cryocloud status` lists the jobs")
-        return job
-    path = (cwd / ref).resolve()
-    for job in ledger.jobs():
-        if (Path(job.project_dir) / job.job_dir).resolve() == path:
-            return job
-    raise JobNotFound(
-        f"no cryocloud job for folder {ref}",
-        "give the job id or a RELION job folder such as Class2D/job002/ from the project folder",
-    )
-
-
-def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> JobRow:
-    """Stop a job; it ends as aborted (RELION's marker too). Waits up to `wait` s for the agent to finish."""
-    ledger = open_ledger(settings)
+def answer_submission(request: dict[str, Any]) -> dict[str, Any]:
+    """The monitor's handler for a submission handed over its socket: the same submit_script, answered as data."""
+    env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
     try:
-        job = find_job(ledger, ref, cwd)
-        if not job.active:
-            return job
-        spec = JobSpec.from_json(job.spec)
-        if job.state == "queued":
-            with ledger.transaction():
-                ledger.update_job(job.id, state="aborted", ended_at=time.time(), message="cancelled before start")
-                ledger.event(job.id, "cancelled before start")
-            FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, "aborted")
-        else:
-            cdir = Path(job.control_dir)
-            (cdir / control.CANCEL).touch()
-            attempt = ledger.last_attempt(job.id)
-            if attempt is not None:
-                backend = get_backend(settings.profile(job.profile), settings)
-                backend.cancel(Handle(attempt.backend, attempt.handle_data))
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                reconcile(settings, ledger)
-                current = ledger.job(job.id)
-                if current is not None and not current.active:
-                    break
-                time.sleep(0.2)
-        final = ledger.job(job.id)
-        assert final is not None
-        return final
-    finally:
-        ledger.close()
-
-
-def refresh(settings: Settings) -> Ledger:
-    """Open the ledger after one reconcile+dispatch pass, so what is shown is current."""
-    ledger = open_ledger(settings)
-    reconcile(settings, ledger)
-    dispatch(settings, ledger)
-    if has_active(ledger):
-        ensure_monitor(settings)  # e.g. after a reboot killed it: queued jobs must not wait forever
-    return ledger
+        done = submit_script(Path(request["script"]), Path(request["cwd"]), load_settings(env), env)
+    except CryocloudError as e:
+        return {"ok": False, "kind": type(e).__name__, "message": e.message, "hint": e.hint}
+    return {"ok": True, "job_id": done.job.id, "name": done.job.name, "profile": done.profile.name}

@@ -1,0 +1,1 @@
+"""What every face (CLI, REST server, watcher) calls: submit, status, cancel, costs. Returns data, prints nothing."""

@@ -1,0 +1,130 @@
+"""The monitor's loop: one per user (a lock file). `submit` starts it when it is not running (ensure_monitor);
+it exits once no job is active (after `local.monitor_linger` more idle seconds, default 0). While it runs it
+takes submissions over its socket (handoff.py) and answers them with the handler it was given: the monitor
+imports no face, the entry point (app/daemon.py) hands it the app's submit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryocloud.errors import CryocloudError
+from cryocloud.jobs import runlog
+from cryocloud.monitor import handoff
+from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
+from cryocloud.proc import pid_alive, spawn_detached
+from cryocloud.settings import Settings, load_settings
+
+ENTRY = "cryocloud.app.daemon"  # the module `python -m` runs as the monitor (the loop with the app's handler)
+
+
+def _lock(settings: Settings) -> int | None:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.run_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def monitor_pid(settings: Settings, starting: bool = False) -> int | None:
+    """The running monitor's pid (written into its lock file), or None. With `starting`, also one that was
+    just spawned and has not taken the lock yet."""
+    for name in ("monitor.lock", "monitor.spawned") if starting else ("monitor.lock",):
+        try:
+            text = (settings.run_dir / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and pid_alive(int(text)) and ENTRY in _cmdline(int(text)):
+            return int(text)
+    return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def ensure_monitor(settings: Settings) -> None:
+    """Start the monitor in the background unless one runs already (idempotent)."""
+    fd = _lock(settings)
+    if fd is None:
+        return
+    os.close(fd)  # free it for the monitor we start; if another grabs it first, ours exits at once
+    log = settings.run_dir / "monitor.log"
+    pid = spawn_detached([sys.executable, "-m", ENTRY], env=dict(os.environ), stdout=log, stderr=log)
+    (settings.run_dir / "monitor.spawned").write_text(str(pid))  # found even before it takes the lock
+
+
+def _reap_children() -> None:
+    """Agents started from the monitor are its children: collect their exit status (no zombies)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[], float] = time.monotonic) -> int:
+    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds. Submissions that
+    arrive on the socket are answered by `handler`."""
+    fd = _lock(settings)
+    if fd is None:
+        return 0
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    sock = handoff.listen(settings)
+    ledger = open_ledger(settings)
+    last_busy, next_pass = clock(), 0.0
+    idle = False
+    try:
+        while not stop:
+            wait = max(0.0, next_pass - clock())
+            if sock is not None:
+                ready, _, _ = select.select([sock], [], [], wait)
+                if ready:
+                    handoff.serve_one(sock, handler)
+                    last_busy = clock()
+                    continue
+            else:
+                time.sleep(wait)
+            try:
+                settings = load_settings()  # config edits apply without a restart
+            except CryocloudError as e:
+                print(runlog.stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
+            reconcile(settings, ledger)
+            dispatch(settings, ledger, stage=True)
+            _reap_children()
+            if has_active(ledger):
+                last_busy = clock()
+            elif clock() - last_busy > settings.local.monitor_linger:
+                idle = True
+                return 0
+            next_pass = clock() + settings.local.poll_seconds
+        return 0
+    finally:
+        if sock is not None:
+            handoff.close(settings, sock, handler)  # answers whoever connected before the socket went away
+        # a submission answered just now may have made a job active: it needs a monitor, and this one is
+        # leaving (its lock made that submission believe one runs), so start the next one once the lock is free
+        again = idle and not stop and has_active(ledger)
+        ledger.close()
+        os.ftruncate(fd, 0)
+        os.close(fd)
+        if again:
+            ensure_monitor(settings)

@@ -1,0 +1,244 @@
+"""One pass of the monitor: start queued jobs when their backend has room (dispatch), and record what agents
+report (reconcile), including agents that died without reporting: their jobs end as failed, with a marker.
+
+The loop (loop.py) runs these passes; every `status`/`costs` call runs one too, so the ledger is right without
+a monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryocloud.backends.base import Backend, Handle, Launch, get_backend
+from cryocloud.errors import CryocloudError
+from cryocloud.jobs import control, runlog
+from cryocloud.jobs.environment import job_environment
+from cryocloud.jobs.markers import FAMILIES
+from cryocloud.jobs.spec import JobSpec
+from cryocloud.jobs.states import STARTED, State
+from cryocloud.ledger import JobRow, Ledger, compute_usd
+from cryocloud.monitor import staging
+from cryocloud.monitor.requeue import requeue
+from cryocloud.settings import Profile, Settings
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(settings.ledger_path)
+
+
+Clock = Callable[[], float]
+BackendFor = Callable[[Profile, Settings], Backend]  # get_backend; tests hand in a fake (tests/monitor/fake.py)
+
+
+class _Backends:
+    """One backend per profile for one pass."""
+
+    def __init__(self, settings: Settings, backend_for: BackendFor | None) -> None:
+        self.settings, self.make = settings, backend_for or get_backend
+        self.cache: dict[str, Backend] = {}
+
+    def __call__(self, job: JobRow) -> Backend:
+        if job.profile not in self.cache:
+            self.cache[job.profile] = self.make(self.settings.profile(job.profile), self.settings)
+        return self.cache[job.profile]
+
+
+def stage_queued(settings: Settings, ledger: Ledger, clock: Clock = time.time) -> None:
+    """Upload the inputs of queued jobs whose profile stages (nodes without the lab's disk), outside any ledger
+    transaction (an upload may take minutes). A job that cannot be staged ends as failed, with a marker."""
+    for job in reversed(ledger.jobs(states=(State.QUEUED,))):
+        try:
+            url = staging.store_url(settings, settings.profile(job.profile))
+        except CryocloudError:
+            continue  # dispatch reports a broken profile
+        cdir = Path(job.control_dir)
+        if url is None or staging.staged_for(cdir) == job.spec:
+            continue
+        spec = JobSpec.from_json(job.spec)
+        try:
+            staging.stage_job(settings, url, job.id, spec, cdir)
+        except (CryocloudError, OSError) as e:
+            e = e if isinstance(e, CryocloudError) else CryocloudError(str(e), "check the job's files")
+            with ledger.transaction():
+                current = ledger.job(job.id)
+                if current is None or current.state != State.QUEUED:
+                    continue
+                _finish(ledger, current, None, {"state": State.FAILED, "message": f"staging failed: {e.message}",
+                                                "ended_at": clock()})
+            runlog.fail_in_client_view(spec.folder, spec.client, f"staging failed: {e.message}", e.hint)
+
+
+def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time, stage: bool = False,
+             backend_for: BackendFor | None = None) -> list[int]:
+    """Start queued jobs, oldest first, while their backend has room. Returns the ids started.
+    `stage`: upload the inputs of jobs whose profile stages first (the monitor's loop only: a submit or a
+    status call must not wait for an upload); such a job is not started before its inputs are staged."""
+    started: list[int] = []
+    backends = _Backends(settings, backend_for)
+    if stage:
+        stage_queued(settings, ledger, clock)
+    with ledger.transaction():
+        running: dict[str, list[JobSpec]] = {}
+        for job in ledger.jobs(states=STARTED):
+            running.setdefault(job.profile, []).append(JobSpec.from_json(job.spec))
+        blocked: set[str] = set()  # first in, first out: a job that waits holds back later ones
+        for job in reversed(ledger.jobs(states=(State.QUEUED,))):
+            if job.profile in blocked:
+                continue
+            spec = JobSpec.from_json(job.spec)
+            try:
+                if staging.store_url(settings, settings.profile(job.profile)) is not None and \
+                        staging.staged_for(Path(job.control_dir)) != job.spec:
+                    blocked.add(job.profile)  # its inputs are not in the store yet: never launch before staging
+                    continue
+                backend = backends(job)
+                if not backend.has_room(spec, running.get(job.profile, [])):
+                    blocked.add(job.profile)
+                    continue
+                cdir = Path(job.control_dir)
+                env = control.read_json(cdir / control.ENV) or job_environment(os.environ)
+                launch = Launch(job.id, spec, cdir, {str(k): str(v) for k, v in env.items()})
+                handle = backend.submit(launch)
+            except CryocloudError as e:
+                _finish(ledger, job, None, {"state": State.FAILED, "message": e.message, "ended_at": clock()})
+                runlog.fail_in_client_view(spec.folder, spec.client, f"error: {e.message}", e.hint)
+                continue
+            now = clock()
+            data = {**handle.data, "control_dir": str(cdir)}
+            ledger.add_attempt(job.id, backend=backend.name, handle=json.dumps(data), machine=backend.machine,
+                               usd_per_hour=backend.usd_per_hour, price_source=backend.name,
+                               started_at=now, state=State.RUNNING)
+            ledger.update_job(job.id, state=State.RUNNING, started_at=now, machine=backend.machine)
+            ledger.event(job.id, f"started on {backend.name} ({backend.machine})")
+            running.setdefault(job.profile, []).append(spec)
+            started.append(job.id)
+    return started
+
+
+def _finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str, object],
+            clock: Clock = time.time) -> None:
+    state = str(result.get("state", State.FAILED))
+    ended = float(result.get("ended_at") or clock())  # type: ignore[arg-type]
+    started = job.started_at if job.started_at is not None else ended
+    agent_start = result.get("started_at")
+    if isinstance(agent_start, int | float):
+        started = float(agent_start)
+    message = str(result.get("message") or "")
+    reason = Path(job.control_dir) / control.CANCEL
+    if state == State.ABORTED and reason.exists() and reason.stat().st_size:
+        message = reason.read_text().strip()  # why cryocloud stopped it (e.g. over budget)
+    cols: dict[str, object] = {"state": state, "ended_at": ended, "started_at": started, "message": message}
+    if result.get("exit_code") is not None:
+        cols["exit_code"] = result["exit_code"]
+    ledger.update_job(job.id, **cols)
+    if attempt_id is not None:
+        attempt = next(a for a in ledger.attempts(job.id) if a.id == attempt_id)
+        ledger.update_attempt(attempt_id, state=state, started_at=started, ended_at=ended,
+                              compute_usd=compute_usd(attempt.usd_per_hour, started, ended))
+    ledger.event(job.id, f"{state}" + (f": {cols['message']}" if cols["message"] else ""), at=ended)
+
+
+def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
+              backend_for: BackendFor | None = None) -> None:
+    """One pass over started jobs: record what their agents reported, and fail those whose agent vanished."""
+    backends = _Backends(settings, backend_for)
+    for job in ledger.jobs(states=STARTED):
+        cdir = Path(job.control_dir)
+        attempt = ledger.last_attempt(job.id)
+        spec = JobSpec.from_json(job.spec)
+        staged = staging.staged(cdir)  # the node pushes its outputs back: the lab writes RELION's marker
+        result = staging.read_result(settings, spec, cdir)
+        if result is not None and result.get("marker_deferred") and attempt is not None:
+            # the agent was stopped by a signal it cannot explain (preemption? time limit?) and left the
+            # marker to us: the backend's end state says why, and whether the job goes on
+            try:
+                status = backends(job).status(Handle(attempt.backend, attempt.handle_data))
+            except CryocloudError:
+                continue
+            if status.state in (State.QUEUED, State.RUNNING):
+                continue  # Slurm has not recorded the end yet
+            why = None
+            if status.interrupted:
+                why = requeue(settings, ledger, job, attempt, status, backends(job), clock)
+                if why is None:
+                    continue
+            msg = "; ".join(m for m in (str(result.get("message") or ""), status.message, why) if m)
+            aborted = (cdir / control.CANCEL).exists() or status.state == State.ABORTED
+            result = {**result, "message": msg, **({"state": State.ABORTED} if aborted else {})}
+            state = str(result.get("state", State.FAILED))
+            runlog.end_in_client_view(spec.folder, spec.client, state, f"job {state}: {msg}")
+        if result is None and attempt is not None:
+            try:
+                status = backends(job).status(Handle(attempt.backend, attempt.handle_data))
+            except CryocloudError:
+                continue  # backend unreachable now: ask again next pass, never guess an end
+            if status.state in (State.QUEUED, State.RUNNING):
+                if status.state == State.RUNNING and job.state != State.RUNNING:
+                    ledger.update_job(job.id, state=State.RUNNING)
+                if staged and status.state == State.RUNNING:
+                    _forward_abort(spec, cdir, backends(job), attempt.handle_data)
+                watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
+                continue
+            result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
+            if result is None:
+                why = None
+                if status.interrupted:
+                    why = requeue(settings, ledger, job, attempt, status, backends(job), clock)
+                    if why is None:
+                        continue  # back in the queue: the next dispatch starts the new attempt
+                backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
+                cancelled = (cdir / control.CANCEL).exists()
+                state = State.ABORTED if cancelled or status.state == State.ABORTED else State.FAILED
+                msg = status.message or "the job's agent ended without reporting (killed or crashed)"
+                if why:
+                    msg = f"{msg}; {why}"
+                result = {"state": state, "message": msg, "ended_at": clock(), "exit_code": status.exit_code}
+                runlog.end_in_client_view(spec.folder, spec.client, state, f"job {state}: {msg}")
+        if result is not None:
+            with ledger.transaction():
+                current = ledger.job(job.id)
+                if current is not None and current.active:
+                    _finish(ledger, current, attempt.id if attempt else None, result, clock)
+                    if staged:  # outputs verified against their manifest: now RELION may see the end
+                        runlog.end_in_client_view(spec.folder, spec.client, str(result.get("state", State.FAILED)))
+
+
+def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:
+    """RELION's abort file is in the lab's folder, which the node of a staged job does not see: cancel it here."""
+    if (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists() and \
+            not (cdir / control.CANCEL).exists():
+        (cdir / control.CANCEL).write_text("aborted on request (RELION_JOB_ABORT_NOW)")
+        runlog.note(spec.folder, "abort requested (RELION_JOB_ABORT_NOW); cancelling the job on the node")
+        backend.cancel(Handle(backend.name, handle))
+
+
+def watch_budget(settings: Settings, ledger: Ledger, job: JobRow, backend: Backend,
+                 handle: dict[str, object], clock: Clock = time.time) -> None:
+    """Warn once at 80% of a budget; stop a running job once its project's or user's budget is spent."""
+    if not settings.budgets:
+        return
+    from cryocloud.planner.budget import budget_warning, over_budget
+
+    spec = JobSpec.from_json(job.spec)
+    cdir = Path(job.control_dir)
+    breach = over_budget(settings, ledger, job.id, clock())
+    if breach is not None and not (cdir / control.CANCEL).exists():
+        reason = breach.message
+        (cdir / control.CANCEL).write_text(reason)
+        runlog.note(spec.folder, reason)
+        ledger.event(job.id, reason)
+        backend.cancel(Handle(backend.name, handle))
+        return
+    warned = cdir / "budget_warned"
+    line = budget_warning(settings, ledger, job.user, job.project, clock())
+    if line and not warned.exists():
+        warned.touch()
+        runlog.note(spec.folder, line)
+
+
+def has_active(ledger: Ledger) -> bool:
+    return bool(ledger.jobs(states=(State.QUEUED, *STARTED), limit=1))
