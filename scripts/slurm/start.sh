@@ -173,7 +173,12 @@ KillWait=5
 InactiveLimit=0
 SlurmdTimeout=300
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$NCPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NCPUS ThreadsPerCore=1 RealMemory=$REALMEM State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# Real preemption for the requeue tests: a job in 'urgent' that needs the node cancels what runs in 'debug'
+# (its end state is PREEMPTED, as on a facility's preemptible partition).
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
 { printf 'export SLURM_CONF=%q\n' "$DIR/slurm.conf"
   printf 'export SLURMCTLD_PORT=%q SLURMD_PORT=%q\n' "$CTLD_PORT" "$D_PORT"; } >"$DIR/env.sh"
@@ -188,7 +193,7 @@ slurmd -N localhost -f "$SLURM_CONF" || die "slurmd failed to start"
 state=""
 deadline=$(( $(date +%s) + TIMEOUT ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
-    state=$(sinfo -h -N -n localhost -o %T 2>/dev/null || true)
+    state=$(sinfo -h -N -n localhost -p debug -o %T 2>/dev/null || true)
     [ "$state" = idle ] && break
     sleep 0.2
 done

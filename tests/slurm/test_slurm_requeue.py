@@ -3,13 +3,13 @@
 Two levels, and what is real in each:
 - `test_monitor_requeues_*` (stub Slurm commands): only the final-state source is stubbed (`scontrol show job`
   prints PREEMPTED for the job); the monitor's reconcile and dispatch, the ledger, the job folder and the
-  resume logic are the real code path.
+  resume logic are the real code path. (tests/monitor runs the same branches on a fake backend and clock.)
 - `test_preempted_class2d_*` (real Slurm, real RELION 3.1 through relion_pipeliner): the job really runs on
-  the test Slurm and is really killed mid-run (`scancel --signal=KILL`: relion_refine and the agent die without
-  a word, as on a preempted node). Simulated: the end state. The one-node test cluster has no preemption
-  policy, so the test writes PREEMPTED into the job's control folder (`test_final_state`), which the backend
-  reads instead of Slurm's own end state only when CRYOCLOUD_TEST_HOOKS=1 and only once Slurm reports the job
-  ended. The requeue (a new sbatch), the continue, RELION's outputs and the downstream job are real.
+  the test Slurm and is really preempted: the test cluster has a preemptible `debug` partition and an
+  `urgent` one above it (scripts/slurm/start.sh, PreemptMode=CANCEL), and the test submits a job to `urgent`
+  that needs the whole node. Slurm cancels the Class2D job with end state PREEMPTED; the agent's SIGTERM, the
+  lab asking Slurm why, the requeue (a new sbatch), the continue, RELION's outputs and the downstream job are
+  all real. Nothing in the backend knows it is being tested.
 """
 
 from __future__ import annotations
@@ -145,9 +145,9 @@ def test_node_fail_of_a_per_micrograph_job_resumes_unfinished(stub_slurm: Path, 
 # -- real Slurm, real RELION ---------------------------------------------------------------------------------
 def preempt_when_held(project: Path, job_dir: str, gate: IterationGate) -> str:
     """Once relion_refine is held at the end of the gate's iteration and the lab's folder holds every iteration
-    before it (a staged job streams them back): mark the job PREEMPTED (test hook) and kill it for real with
-    SIGKILL. The held program cannot finish meanwhile, so the kill always lands on a running job. Returns the
-    Slurm job id."""
+    before it (a staged job streams them back): submit a job to the `urgent` partition that needs the whole
+    node, so that Slurm preempts the held one. The held program cannot finish meanwhile, so the preemption
+    always lands on a running job. Returns the preempted job's Slurm id."""
     gate.hold()
     root = f"{job_dir}run"
     assert wait_until(lambda: (last_iteration(project, root) or (0, ""))[0] >= gate.iteration - 1, 300), \
@@ -161,8 +161,9 @@ def preempt_when_held(project: Path, job_dir: str, gate: IterationGate) -> str:
         sid = str(attempt.handle_data["job_id"])
     finally:
         ledger.close()
-    (cdirs[-1] / "test_final_state").write_text("PREEMPTED\n")
-    run_command(["scancel", "--signal=KILL", sid])
+    cpus = run_command(["sinfo", "-h", "-N", "-o", "%c"]).stdout.split()[0]
+    run_command(["sbatch", "--parsable", "-p", "urgent", "-n", cpus, "-o", "/dev/null", "-J", "preemptor",
+                 "--wrap", "true"])
     return sid
 
 
@@ -182,7 +183,6 @@ def run_preempted(project: Path, job: str, gate: IterationGate) -> str:
 @pytest.mark.slow
 def test_preempted_class2d_resumes_and_a_downstream_job_reads_its_final_file(
         slurm: Cluster, demo_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRYOCLOUD_TEST_HOOKS", "1")
     gate = IterationGate(tmp_path / "gate", 3)
     monkeypatch.setenv("PATH", gate.path_env())
     opts = CLASS2D.replace("nr_iter == 3", "nr_iter == 6") + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes;" \

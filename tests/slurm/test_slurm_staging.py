@@ -166,7 +166,7 @@ def test_the_lab_marks_the_job_only_after_its_outputs_are_verified(tmp_path: Pat
 def test_a_preempted_staged_class2d_resumes_from_the_iterations_that_came_back(
         slurm: Cluster, cryocloud_home: Path, demo_project: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Preemption (end state injected by the test hook, kill real; see test_slurm_requeue.py) of a staged job: the
+    """A real preemption (a job in the urgent partition; see test_slurm_requeue.py) of a staged job: the
     lab's folder holds the iterations streamed back so far; the new attempt is staged again and continues."""
     from slurm.test_slurm_requeue import run_preempted
 
@@ -174,7 +174,6 @@ def test_a_preempted_staged_class2d_resumes_from_the_iterations_that_came_back(
                  staging=str(tmp_path / "store"))
     monkeypatch.setenv("CRYOCLOUD_SCRATCH", str(tmp_path / "node-scratch"))
     monkeypatch.setenv("CRYOCLOUD_STREAM_SECONDS", "1")
-    monkeypatch.setenv("CRYOCLOUD_TEST_HOOKS", "1")
     gate = IterationGate(tmp_path / "gate", 3)  # held in node scratch until the lab has it001 and it002 back
     monkeypatch.setenv("PATH", gate.path_env())
     job = add_job(demo_project, "Class2D", CLASS2D.replace("nr_iter == 3", "nr_iter == 6")

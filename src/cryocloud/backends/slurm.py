@@ -14,7 +14,6 @@ raises CryocloudError (the monitor asks again later); only a job no source knows
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 import time
@@ -159,14 +158,14 @@ class SlurmBackend:
         conf = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in done.stdout.splitlines())}
         return conf.get("JobCompLoc", "") if conf.get("JobCompType") == "jobcomp/filetxt" else ""
 
-    def _slurm_summary(self, job_id: str, cdir: Path) -> st.Summary | None:
+    def _slurm_summary(self, job_id: str) -> st.Summary | None:
         rows: list[tuple[int | None, str, str, int | None]] = [(r.task, r.state, r.reason, None) for r in self._squeue()
                 if r.array_job_id == job_id or r.job_id == job_id]
         if not rows:
             rows = [(r.task, r.state, r.reason, r.exit_code) for r in self._final_rows(job_id)]
         if not rows:
             return None
-        return st.summarize(_test_final_state(rows, cdir))
+        return st.summarize(rows)
 
     def status(self, handle: Handle) -> BackendStatus:
         job_id = str(handle.data["job_id"])
@@ -177,7 +176,7 @@ class SlurmBackend:
             gathered = _gather(cdir, spec, tasks, None)
             if gathered is not None:
                 return gathered
-        summary = self._slurm_summary(job_id, cdir)
+        summary = self._slurm_summary(job_id)
         if summary is None:
             return BackendStatus(State.GONE, f"Slurm job {job_id} disappeared from the controller without a final "
                                          "state (purged, or the controller lost it)")
@@ -213,25 +212,6 @@ class SlurmBackend:
             return Path("run.out"), Path("run.err")
         base = Path(spec.project_dir) / spec.job_dir
         return base / "run.out", base / "run.err"
-
-
-TEST_FINAL_STATE = "test_final_state"  # test hook, read only when CRYOCLOUD_TEST_HOOKS=1 (see docs/slurm.md)
-
-
-def _test_final_state(rows: list[tuple[int | None, str, str, int | None]],
-                      cdir: Path) -> list[tuple[int | None, str, str, int | None]]:
-    """Tests only: once Slurm reports the job ended, read its end state from `<control>/test_final_state`
-    (e.g. PREEMPTED) instead of Slurm's own. Lets a test preempt a job on a one-node cluster without a
-    preemption policy; nothing else of the path is simulated. Off unless CRYOCLOUD_TEST_HOOKS=1."""
-    if os.environ.get("CRYOCLOUD_TEST_HOOKS") != "1":
-        return rows
-    try:
-        forced = (cdir / TEST_FINAL_STATE).read_text().strip()
-    except OSError:
-        return rows
-    if not forced or any(st.STATES.get(s, (State.RUNNING, ""))[0] in (State.QUEUED, State.RUNNING) for _, s, _, _ in rows):
-        return rows
-    return [(task, forced, reason, code) for task, _, reason, code in rows]
 
 
 def _spec(cdir: Path) -> JobSpec | None:
