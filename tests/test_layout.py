@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
 # Leaves that live in a room of an upper floor but import nothing of cryocloud beyond errors: the ground floor.
 LEAVES = ("cryocloud.backends.registry", "cryocloud.jobs.states")
 # The agent runs on nodes that know nothing of the lab: it may import only these (and itself).
-AGENT_MAY_IMPORT = ("agent", "jobs", "storage", "errors", "proc")
+AGENT_MAY_IMPORT = ("agent", "jobs", "storage", "settings", "errors", "proc")  # settings: NodeSettings
 # Sideways rules inside the jobs/planner/storage/ledger floor.
 SIDEWAYS_FORBIDDEN = {
     "jobs": ("planner", "storage", "ledger", "demo"),

@@ -221,7 +221,7 @@ def _profiles(table: dict[str, Any], source: str) -> dict[str, Profile]:
             raise ConfigError(
                 f"{source}: [profiles.{name}] names unknown backend {backend!r}", close_matches(backend, BACKENDS)
             )
-        keys = BACKENDS[backend].profile_keys
+        keys = BACKENDS[backend].profile_keys()
         for key in body:
             if key != "backend" and key not in keys:
                 raise ConfigError(
@@ -243,3 +243,28 @@ def _budgets(table: dict[str, Any], source: str) -> dict[str, float]:
             )
         out[key] = _coerce("budgets", key, val, float, source)
     return out
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What the agent on a node reads of its environment, read once (a node has no cryocloud config)."""
+
+    scratch: Path  # node-local scratch for a staged job (CRYOCLOUD_SCRATCH, else TMPDIR, else /tmp)
+    stream_seconds: float = 15.0  # how often a staged job pushes its folder back (CRYOCLOUD_STREAM_SECONDS)
+    slurm_job_id: str = ""  # SLURM_JOB_ID when Slurm runs the agent
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> NodeSettings:
+        env = dict(os.environ if env is None else env)
+        seconds = _coerce("", "stream_seconds", env.get("CRYOCLOUD_STREAM_SECONDS", "15"), float,
+                          "environment variable CRYOCLOUD_STREAM_SECONDS")
+        base = env.get("CRYOCLOUD_SCRATCH") or env.get("TMPDIR") or "/tmp"
+        return cls(Path(base), seconds, env.get("SLURM_JOB_ID", ""))
+
+
+def ec2_endpoint(settings: Settings | None = None, env: dict[str, str] | None = None) -> str | None:
+    """The EC2 API endpoint: AWS_ENDPOINT_URL_EC2 (as boto3 reads it), else [aws] endpoint_url_ec2 (or
+    CRYOCLOUD_AWS_ENDPOINT_URL_EC2), else AWS's own."""
+    env = dict(os.environ if env is None else env)
+    configured = settings.aws.endpoint_url_ec2 if settings else env.get("CRYOCLOUD_AWS_ENDPOINT_URL_EC2", "")
+    return env.get("AWS_ENDPOINT_URL_EC2") or configured or None

@@ -3,7 +3,7 @@
 1. stage in the job's inputs, job folder and launch.json from the store into node-local scratch
    ($CRYOCLOUD_SCRATCH, else $TMPDIR, else /tmp: `cryocloud-<Slurm job id>/project`);
 2. run the job there with the ordinary Runner (the commands' working directory is the scratch project);
-3. push the job folder back while it runs (every STREAM_SECONDS, so RELION's GUI shows iterations as they
+3. push the job folder back while it runs (every CRYOCLOUD_STREAM_SECONDS, so RELION's GUI shows iterations as they
    land) and once at the end, after result.json is written: that final manifest is what the lab verifies
    before it writes RELION's marker. Markers and abort files never travel (storage.staging.CONTROL_FILES);
 4. remove the scratch folder.
@@ -21,20 +21,19 @@ from cryocloud.agent.runner import Runner
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
 from cryocloud.jobs.states import State
+from cryocloud.settings import NodeSettings
 
-STREAM_SECONDS = float(os.environ.get("CRYOCLOUD_STREAM_SECONDS", "15"))
 
-
-def scratch_root() -> Path:
-    base = os.environ.get("CRYOCLOUD_SCRATCH") or os.environ.get("TMPDIR") or "/tmp"
-    return Path(base) / f"cryocloud-{os.environ.get('SLURM_JOB_ID') or os.getpid()}"
+def scratch_root(node: NodeSettings) -> Path:
+    return node.scratch / f"cryocloud-{node.slurm_job_id or os.getpid()}"
 
 
 def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str) -> int:
     from cryocloud.storage.staging import stage_in, stage_out
     from cryocloud.storage.stores import open_store
 
-    scratch = scratch_root()
+    node = NodeSettings.from_env()
+    scratch = scratch_root(node)
     project = scratch / "project"
     store = open_store(store_url)
     try:
@@ -46,7 +45,7 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
         stop = threading.Event()
 
         def stream() -> None:
-            while not stop.wait(STREAM_SECONDS):
+            while not stop.wait(node.stream_seconds):
                 try:
                     stage_out(store, project, [Path(job_dir)], name=outputs)
                 except (CryocloudError, OSError) as e:  # the final push below decides; keep running
@@ -61,8 +60,8 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
             streamer.join()
         runlog.note(project / job_dir, "pushing the job folder back to the lab", make=True)
         stage_out(store, project, [Path(job_dir)], name=outputs)  # result.json inside: the lab checks it all
-        if outcome.state == State.SUCCEEDED and os.environ.get("SLURM_JOB_ID"):  # Slurm's own output on the node
-            Path(f"/tmp/cryocloud-{os.environ['SLURM_JOB_ID']}.out").unlink(missing_ok=True)  # kept on failure
+        if outcome.state == State.SUCCEEDED and node.slurm_job_id:  # Slurm's own output on the node
+            Path(f"/tmp/cryocloud-{node.slurm_job_id}.out").unlink(missing_ok=True)  # kept on failure
         return 0 if outcome.state == State.SUCCEEDED else 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

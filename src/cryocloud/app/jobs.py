@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from cryocloud.backends.base import Handle, get_backend
 from cryocloud.errors import JobNotFound
@@ -32,6 +33,14 @@ def find_job(ledger: Ledger, ref: str, cwd: Path) -> JobRow:
         f"no cryocloud job for folder {ref}",
         "give the job id or a RELION job folder such as Class2D/job002/ from the project folder",
     )
+
+
+def job_record(j: JobRow) -> dict[str, Any]:
+    """A job as data for any face (`status --json`, the REST API)."""
+    return {"id": j.id, "name": j.name, "job_type": j.job_type, "project_dir": j.project_dir,
+            "profile": j.profile, "backend": j.backend, "state": j.state, "message": j.message,
+            "submitted_at": j.submitted_at, "started_at": j.started_at, "ended_at": j.ended_at,
+            "wall_seconds": j.wall_seconds, "machine": j.machine, "exit_code": j.exit_code}
 
 
 def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> JobRow:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.backends.base import get_backend
-from cryocloud.backends.registry import BACKENDS
+from cryocloud.backends.registry import BACKENDS, Feature
 from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError
 from cryocloud.jobs import control, runlog
 from cryocloud.jobs.environment import job_environment
@@ -20,6 +20,7 @@ from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
 from cryocloud.ledger import JobRow, Ledger
+from cryocloud.monitor import staging
 from cryocloud.monitor.handoff import hand_off
 from cryocloud.monitor.loop import ensure_monitor
 from cryocloud.monitor.passes import dispatch, open_ledger
@@ -95,6 +96,7 @@ def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str])
 def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str]) -> Submitted:
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
+    BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
     ledger = open_ledger(settings)
     try:
         with ledger.transaction():
@@ -132,6 +134,15 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
         return Submitted(row, profile)
     finally:
         ledger.close()
+
+
+def features_asked(spec: JobSpec, profile: Profile, settings: Settings) -> set[Feature]:
+    """What the job asks of its backend beyond one command on one machine."""
+    staged = staging.store_url(settings, profile) is not None
+    wanted = {Feature.FANOUT} if spec.tasks > 1 else set()
+    if staged:
+        wanted |= {Feature.STAGING, Feature.STAGED_FANOUT} if spec.tasks > 1 else {Feature.STAGING}
+    return wanted
 
 
 def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledger) -> float | None:

@@ -6,28 +6,67 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from cryocloud.errors import ConfigError, close_matches
+from cryocloud.errors import ConfigError, SubmissionError, close_matches
+
+
+class Feature(StrEnum):
+    """What a job may ask of a backend beyond running one command on one machine."""
+
+    FANOUT = "a fan-out (a job of several tasks)"
+    STAGING = "staging (nodes that do not see the lab's disk)"
+    STAGED_FANOUT = "a staged fan-out"
+    REQUEUE = "requeue after preemption"
 
 
 @dataclass(frozen=True)
 class BackendInfo:
     name: str
     target: str  # "module:Class"
-    profile_keys: tuple[str, ...]  # settings a [profiles.X] table of this backend may hold
+    options: str = ""  # "module:Class": a dataclass whose fields are the keys a [profiles.X] table may hold
+    features: frozenset[Feature] = frozenset()
     install_hint: str = ""
 
+    def profile_keys(self) -> tuple[str, ...]:
+        """The keys a [profiles.X] table of this backend may hold (the options class is imported only now)."""
+        if not self.options:
+            return COMMON_KEYS
+        keys: tuple[str, ...] = _load(self, self.options).keys()
+        return (*keys, *COMMON_KEYS)
 
+    def require(self, wanted: set[Feature]) -> None:
+        """Refuse, at submission, a job that asks for what this backend cannot do."""
+        missing = sorted(wanted - self.features)
+        if missing:
+            raise SubmissionError(f"the {self.name} backend cannot run {missing[0].value}", HINTS[missing[0]])
+
+
+HINTS = {
+    Feature.FANOUT: "submit it to a profile whose backend runs fan-outs (e.g. a Slurm profile)",
+    Feature.STAGING: "use a profile whose nodes see the project folder (staging = \"none\")",
+    Feature.STAGED_FANOUT: "use a profile whose nodes see the project folder (staging = \"none\")",
+    Feature.REQUEUE: "resubmit it when it is interrupted",
+}
+COMMON_KEYS = ("mpi_launcher",)  # read by the submit path for every backend
 BACKENDS: dict[str, BackendInfo] = {
-    "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend", ()),
+    "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend"),
     "slurm": BackendInfo(
-        "slurm", "cryocloud.backends.slurm:SlurmBackend",
-        ("partition", "gpu_partition", "account", "qos", "max_time", "mpi_launcher", "sbatch_args", "export",
-         "gpu_flag", "python", "staging", "usd_per_hour", "jobcomp", "pack_tasks", "max_requeues"),
+        "slurm", "cryocloud.backends.slurm:SlurmBackend", "cryocloud.backends.slurm_text:SlurmOptions",
+        frozenset({Feature.FANOUT, Feature.STAGING, Feature.REQUEUE}),
         "run cryocloud where Slurm's client commands (sbatch, squeue) are installed",
     ),
 }
+
+
+def _load(info: BackendInfo, target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"the {info.name} backend cannot load: {e}", info.install_hint) from None
+    return getattr(module, attr)
 
 
 def backend_class(name: str) -> Any:
@@ -35,9 +74,4 @@ def backend_class(name: str) -> Any:
     info = BACKENDS.get(name)
     if info is None:
         raise ConfigError(f"unknown backend {name!r}", close_matches(name, BACKENDS))
-    module_name, _, cls_name = info.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"the {info.name} backend cannot load: {e}", info.install_hint) from None
-    return getattr(module, cls_name)
+    return _load(info, info.target)

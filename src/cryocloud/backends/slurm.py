@@ -92,9 +92,6 @@ class SlurmBackend:
         staging = launch_data.get("staging")  # the monitor staged the job's inputs (jobstage.py)
         staged = None
         if staging:
-            if spec.tasks > 1:
-                raise SubmissionError("staging a fan-out job (Slurm array) is not built yet",
-                                      "use a profile whose nodes see the project folder (staging = \"none\")")
             staged = [str(staging[k]) for k in ("store", "inputs", "outputs", "job_dir", "control")]
         python = self.opts.python or sys.executable
         script.write_text(st.staged_batch_script_text(python) if staged else st.batch_script_text(python),

@@ -5,6 +5,7 @@ sinfo and the jobcomp file print. Pure functions only (no subprocess, no files),
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import re
@@ -102,37 +103,19 @@ class SlurmOptions:
     max_requeues: int = 3  # times a preempted (or node-failed) job that can continue is resubmitted
 
     @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The keys a [profiles.NAME] table of a Slurm profile may hold: this class's fields (the registry and the
+        config check read them here, so a new option is written once)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "profile")
+
+    @classmethod
     def from_profile(cls, name: str, options: Mapping[str, Any]) -> SlurmOptions:
         values: dict[str, Any] = {}
         where = f"[profiles.{name}]"
-        for key in ("partition", "gpu_partition", "account", "qos", "max_time", "gpu_flag", "python", "staging",
-                    "jobcomp"):
-            if key in options:
-                if not isinstance(options[key], str):
-                    raise ConfigError(f"{where} {key} = {options[key]!r} must be a string", f'write {key} = "..."')
-                values[key] = options[key]
-        for key in ("sbatch_args", "export"):
-            if key in options:
-                v = options[key]
-                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                    raise ConfigError(f"{where} {key} must be a list of strings", f'write {key} = ["...", "..."]')
-                values[key] = tuple(v)
-        if "pack_tasks" in options:
-            if not isinstance(options["pack_tasks"], bool):
-                raise ConfigError(f"{where} pack_tasks = {options['pack_tasks']!r} must be true or false",
-                                  "write pack_tasks = true (or false)")
-            values["pack_tasks"] = options["pack_tasks"]
-        if "max_requeues" in options:
-            v = options["max_requeues"]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{where} max_requeues = {v!r} must be a whole number >= 0",
-                                  "e.g. max_requeues = 3 (0: never requeue)")
-            values["max_requeues"] = v
-        if "usd_per_hour" in options:
-            v = options["usd_per_hour"]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise ConfigError(f"{where} usd_per_hour = {v!r} must be a number >= 0", "e.g. usd_per_hour = 0.05")
-            values["usd_per_hour"] = float(v)
+        for f in dataclasses.fields(cls):
+            if f.name == "profile" or f.name not in options:
+                continue
+            values[f.name] = _option_value(where, f.name, str(f.type), options[f.name])
         out = cls(**values, profile=name)
         if out.gpu_flag not in ("gres", "gpus"):
             raise ConfigError(f"{where} gpu_flag = {out.gpu_flag!r}", "choose 'gres' (--gres=gpu:N) or 'gpus' (--gpus=N)")
@@ -146,6 +129,29 @@ class SlurmOptions:
         if out.max_time:
             time_seconds(out.max_time, f"{where} max_time")
         return out
+
+
+def _option_value(where: str, key: str, kind: str, v: Any) -> Any:
+    """One profile value checked against its field's type (as written in SlurmOptions)."""
+    if kind == "str":
+        if not isinstance(v, str):
+            raise ConfigError(f"{where} {key} = {v!r} must be a string", f'write {key} = "..."')
+        return v
+    if kind.startswith("tuple[str"):
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"{where} {key} must be a list of strings", f'write {key} = ["...", "..."]')
+        return tuple(v)
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where} {key} = {v!r} must be true or false", f"write {key} = true (or false)")
+        return v
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{where} {key} = {v!r} must be a whole number >= 0", f"e.g. {key} = 3")
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:  # float
+        raise ConfigError(f"{where} {key} = {v!r} must be a number >= 0", f"e.g. {key} = 0.05")
+    return float(v)
 
 
 def time_seconds(text: str, what: str = "wall time") -> int:

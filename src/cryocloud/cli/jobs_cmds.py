@@ -31,7 +31,7 @@ def submit(script: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(job: str | None, show_all: bool, as_json: bool) -> None:
     """Show jobs: JOB is an id or a RELION job folder (e.g. Class2D/job002/); works from any folder."""
-    from cryocloud.app.jobs import find_job, refresh
+    from cryocloud.app.jobs import find_job, job_record, refresh
     from cryocloud.cli.render import hms, table, when
     from cryocloud.settings import load_settings
 
@@ -39,12 +39,7 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
     try:
         jobs = [find_job(ledger, job, Path.cwd())] if job else ledger.jobs(limit=None if show_all else 20)
         if as_json:
-            click.echo(json.dumps([{
-                "id": j.id, "name": j.name, "job_type": j.job_type, "project_dir": j.project_dir,
-                "profile": j.profile, "backend": j.backend, "state": j.state, "message": j.message,
-                "submitted_at": j.submitted_at, "started_at": j.started_at, "ended_at": j.ended_at,
-                "wall_seconds": j.wall_seconds, "machine": j.machine, "exit_code": j.exit_code,
-            } for j in jobs], indent=1))
+            click.echo(json.dumps([job_record(j) for j in jobs], indent=1))
             return
         if not jobs:
             click.echo("no jobs yet: submit one from RELION (see `cryocloud relion setup`)")

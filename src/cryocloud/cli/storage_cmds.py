@@ -257,10 +257,9 @@ def project_tier(name: str, days: int | None, tier: str, off: bool, url: str, ye
     Objects shared with job staging data, plain pushes or projects without a rule stay STANDARD; objects
     shared with other projects follow the most available of their rules. A dry run unless --yes; --yes with
     no rule change re-tags objects after new pushes."""
+    from cryocloud.app.tiers import apply, propose
     from cryocloud.storage import tiers
-    from cryocloud.storage.project import list_projects
     from cryocloud.storage.s3 import TIER_CLASSES
-    from cryocloud.storage.tags import TIER
 
     if (days is not None or off) and not name:
         raise click.UsageError("name the project: cryocloud project tier NAME --after DAYS --to CLASS")
@@ -269,36 +268,20 @@ def project_tier(name: str, days: int | None, tier: str, off: bool, url: str, ye
     if days is not None and tier == "ia" and days < 30:
         raise click.UsageError("S3 moves objects to STANDARD_IA no sooner than 30 days after upload")
     store = _store(url)
-    current = tiers.rules(store)
-    proposed = dict(current)
-    if days is not None:
-        if name not in list_projects(store, name):
-            raise CryocloudError(f"no project {name!r} in {store.url}", "push it first: cryocloud project push")
-        if tiers.store_wide_rule(store):
-            raise CryocloudError(f"{store.url} has a store-wide tier rule (cryocloud storage tier), which already "
-                                 "moves every project's objects", "remove it first: cryocloud storage tier --off")
-        proposed[name] = tiers.Rule(name, TIER_CLASSES[tier], days)
-    elif off:
-        proposed.pop(name, None)
-    places = _run(tiers.placements(store, proposed))
-    rows = tiers.by_project(places, proposed)
-    shown = {name: rows.get(name, tiers.ProjectTier(name, proposed.get(name)))} if name else rows
-    verb = "would move" if not yes and proposed != current else "moves"
+    change = propose(store, name, days, TIER_CLASSES[tier], off)
+    shown = {name: change.rows.get(name, tiers.ProjectTier(name, change.proposed.get(name)))} if name else change.rows
+    verb = "would move" if not yes and change.changes_rules else "moves"
     for row in shown.values():
         _print_tier(row, verb)
     if not shown:
         click.echo(f"{store.url}: no project snapshots")
     if not yes:
-        if proposed != current or any(p.rule for p in places):
+        if change.changes_rules or any(p.rule for p in change.places):
             click.echo("(dry run: add --yes to write the rule and tag the objects it moves)")
         return
-    if proposed != current:
-        rule = proposed.get(name)
-        store.set_lifecycle(tiers.CAS, {rule.tier: rule.days} if rule else {}, {TIER: name})
-        tiers.forget(store)
-    changed = _run(tiers.retag(store, places))
+    changed = apply(store, name, change)
     click.echo(f"{store.url}: lifecycle rule {'removed' if off else 'written'}; {changed} objects re-tagged"
-               if proposed != current else f"{store.url}: {changed} objects re-tagged")
+               if change.changes_rules else f"{store.url}: {changed} objects re-tagged")
 
 
 def _print_tier(row: Any, verb: str) -> None:

@@ -7,7 +7,6 @@ scripts/refresh_catalog.py). Nothing here launches anything; `backends/aws` does
 from __future__ import annotations
 
 import csv
-import os
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.errors import CryocloudError, close_matches
+from cryocloud.settings import ec2_endpoint
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -178,8 +178,7 @@ def live_spot_prices(name: str, region: str, *, client: Any = None) -> list[Spot
             import boto3
         except ImportError:
             raise CryocloudError("live spot prices need boto3", "pip install 'cryocloud[aws]'") from None
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("CRYOCLOUD_AWS_ENDPOINT_URL_EC2") or None
-        client = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
+        client = boto3.client("ec2", region_name=region, endpoint_url=ec2_endpoint())
     try:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:  # a test double without botocore installed

@@ -241,3 +241,4 @@ def _tags_kept(store: ObjectStore) -> bool:
     from cryocloud.storage.localfs import LocalFolderStore
 
     return not isinstance(store, LocalFolderStore)
+
