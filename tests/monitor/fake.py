@@ -19,6 +19,7 @@ from cryocloud.jobs import control
 from cryocloud.jobs.spec import InputFile, JobSpec, Resources
 from cryocloud.ledger import Ledger
 from cryocloud.monitor.passes import dispatch, reconcile
+from cryocloud.monitor.stager import Stager
 from cryocloud.settings import General, LocalSection, Profile, Settings
 
 
@@ -102,21 +103,22 @@ class FakeBackend:
 
 
 def settings_for(home: Path, *, budgets: dict[str, float] | None = None, **options: Any) -> Settings:
+    """Two profiles on the fake backend: `fake` with `options`, `plain` without."""
     return Settings(home=home, config_path=home / "config.toml", general=General(user="lab"),
-                    local=LocalSection(cpus=1), profiles={"fake": Profile("fake", "fake", dict(options))},
-                    budgets=budgets or {})
+                    local=LocalSection(cpus=1), budgets=budgets or {},
+                    profiles={"fake": Profile("fake", "fake", dict(options)), "plain": Profile("plain", "fake")})
 
 
 def queue(settings: Settings, ledger: Ledger, project: Path, job_dir: str, commands: list[str] | None = None,
           clock: FakeClock | None = None, client: str = "relion", inputs: list[InputFile] | None = None,
-          cpus: int = 1) -> int:
+          cpus: int = 1, profile: str = "fake") -> int:
     """Record a job as `submit` does (ledger row, control folder, launch.json, env.json), without starting it."""
     spec = JobSpec(job_dir, client, "Class2D", str(project), job_dir, commands or ["true"], inputs=inputs or [],
                    resources=Resources(threads=cpus))
     (project / job_dir).mkdir(parents=True, exist_ok=True)
     with ledger.transaction():
         job = ledger.add_job(name=spec.name, client=client, job_type=spec.job_type, project_dir=str(project),
-                             job_dir=job_dir, profile="fake", backend="fake", user=settings.user,
+                             job_dir=job_dir, profile=profile, backend="fake", user=settings.user,
                              project=project.name, state="queued", submitted_at=(clock or time.time)(),
                              spec=spec.to_json())
         cdir = control.control_dir_for(project, job_dir, job)
@@ -127,10 +129,14 @@ def queue(settings: Settings, ledger: Ledger, project: Path, job_dir: str, comma
     return job
 
 
-def one_pass(settings: Settings, ledger: Ledger, fake: FakeBackend, clock: FakeClock, stage: bool = False) -> list[int]:
-    """What the monitor's loop does once: reconcile, then dispatch. Returns the ids it started."""
+def one_pass(settings: Settings, ledger: Ledger, fake: FakeBackend, clock: FakeClock,
+             stager: Stager | None = None) -> list[int]:
+    """What the monitor's loop does once: reconcile, stage (when given a Stager), dispatch. Returns the ids it
+    started."""
     reconcile(settings, ledger, clock, backend_for=fake)
-    return dispatch(settings, ledger, clock, stage=stage, backend_for=fake)
+    if stager is not None:
+        stager.step(settings, ledger, clock)
+    return dispatch(settings, ledger, clock, backend_for=fake)
 
 
 def state(ledger: Ledger, job_id: int) -> str:

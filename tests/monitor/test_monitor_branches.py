@@ -5,13 +5,16 @@ local backend and on the real Slurm (tests/spine, tests/slurm) prove the wiring;
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cryocloud.jobs import control
 from cryocloud.jobs.spec import InputFile
 from cryocloud.ledger import Ledger
+from cryocloud.monitor.stager import Stager
 from monitor.fake import FakeBackend, FakeClock, one_pass, queue, settings_for, state
 from spine.helpers import markers
 
@@ -130,11 +133,46 @@ def test_a_staging_failure_fails_the_job_before_launch(cryocloud_home: Path, tmp
     job = queue(settings, ledger, project, "External/job001/", inputs=[InputFile(str(outside), 6)], clock=clock)
     assert one_pass(settings, ledger, fake, clock) == []  # a pass without staging never launches it unstaged
     assert state(ledger, job) == "queued"
-    assert one_pass(settings, ledger, fake, clock, stage=True) == []
+    assert one_pass(settings, ledger, fake, clock, Stager(workers=0)) == []
     assert state(ledger, job) == "failed" and fake.jobs == {}
     assert "staging failed" in (project / "External/job001/run.err").read_text()
     assert markers(project / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
     ledger.close()
+
+
+def test_a_slow_upload_stalls_no_other_job(cryocloud_home: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staging runs beside the loop: while one job's upload is under way, a job of another profile is started,
+    and the staged job starts on the first pass after its upload ended."""
+    from cryocloud.monitor import staging
+
+    settings = settings_for(cryocloud_home, staging=str(tmp_path / "store"))
+    ledger, fake, clock, project = Ledger(settings.ledger_path), FakeBackend(slots=2), FakeClock(), tmp_path / "p"
+    uploading, release = threading.Event(), threading.Event()
+    real = staging.stage_job
+
+    def slow_stage_job(*args: Any) -> Any:
+        uploading.set()
+        assert release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(staging, "stage_job", slow_stage_job)
+    stager = Stager(workers=1)
+    try:
+        staged = queue(settings, ledger, project, "External/job001/", clock=clock)
+        plain = queue(settings, ledger, project, "External/job002/", clock=clock, profile="plain")
+        assert one_pass(settings, ledger, fake, clock, stager) == [plain]  # not held up by the upload
+        assert uploading.wait(60) and state(ledger, staged) == "queued"
+        assert one_pass(settings, ledger, fake, clock, stager) == []  # still uploading: the pass returns at once
+        release.set()
+        future = stager.running[staged][0]
+        future.result(60)
+        assert one_pass(settings, ledger, fake, clock, stager) == [staged]
+        assert stager.running == {}
+    finally:
+        release.set()
+        stager.close()
+        ledger.close()
 
 
 def test_a_job_cancelled_while_queued_never_starts(world, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
+from cryocloud.monitor.stager import Stager
 from cryocloud.proc import pid_alive, spawn_detached
 from cryocloud.settings import Settings, load_settings
 
@@ -90,6 +91,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     sock = handoff.listen(settings)
     ledger = open_ledger(settings)
+    stager = Stager()
     last_busy, next_pass = clock(), 0.0
     idle = False
     try:
@@ -108,7 +110,8 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
             except CryocloudError as e:
                 print(runlog.stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
             reconcile(settings, ledger)
-            dispatch(settings, ledger, stage=True)
+            stager.step(settings, ledger)  # uploads run beside the loop; their jobs start once staged
+            dispatch(settings, ledger)
             _reap_children()
             if has_active(ledger):
                 last_busy = clock()
@@ -118,6 +121,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
             next_pass = clock() + settings.local.poll_seconds
         return 0
     finally:
+        stager.close()
         if sock is not None:
             handoff.close(settings, sock, handler)  # answers whoever connected before the socket went away
         # a submission answered just now may have made a job active: it needs a monitor, and this one is

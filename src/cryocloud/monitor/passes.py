@@ -47,40 +47,12 @@ class _Backends:
         return self.cache[job.profile]
 
 
-def stage_queued(settings: Settings, ledger: Ledger, clock: Clock = time.time) -> None:
-    """Upload the inputs of queued jobs whose profile stages (nodes without the lab's disk), outside any ledger
-    transaction (an upload may take minutes). A job that cannot be staged ends as failed, with a marker."""
-    for job in reversed(ledger.jobs(states=(State.QUEUED,))):
-        try:
-            url = staging.store_url(settings, settings.profile(job.profile))
-        except CryocloudError:
-            continue  # dispatch reports a broken profile
-        cdir = Path(job.control_dir)
-        if url is None or staging.staged_for(cdir) == job.spec:
-            continue
-        spec = JobSpec.from_json(job.spec)
-        try:
-            staging.stage_job(settings, url, job.id, spec, cdir)
-        except (CryocloudError, OSError) as e:
-            e = e if isinstance(e, CryocloudError) else CryocloudError(str(e), "check the job's files")
-            with ledger.transaction():
-                current = ledger.job(job.id)
-                if current is None or current.state != State.QUEUED:
-                    continue
-                _finish(ledger, current, None, {"state": State.FAILED, "message": f"staging failed: {e.message}",
-                                                "ended_at": clock()})
-            runlog.fail_in_client_view(spec.folder, spec.client, f"staging failed: {e.message}", e.hint)
-
-
-def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time, stage: bool = False,
+def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
              backend_for: BackendFor | None = None) -> list[int]:
-    """Start queued jobs, oldest first, while their backend has room. Returns the ids started.
-    `stage`: upload the inputs of jobs whose profile stages first (the monitor's loop only: a submit or a
-    status call must not wait for an upload); such a job is not started before its inputs are staged."""
+    """Start queued jobs, oldest first, while their backend has room. Returns the ids started. A job whose
+    profile stages is not started before its inputs are in the store (the monitor's Stager uploads them)."""
     started: list[int] = []
     backends = _Backends(settings, backend_for)
-    if stage:
-        stage_queued(settings, ledger, clock)
     with ledger.transaction():
         running: dict[str, list[JobSpec]] = {}
         for job in ledger.jobs(states=STARTED):
@@ -104,7 +76,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time, stage
                 launch = Launch(job.id, spec, cdir, {str(k): str(v) for k, v in env.items()})
                 handle = backend.submit(launch)
             except CryocloudError as e:
-                _finish(ledger, job, None, {"state": State.FAILED, "message": e.message, "ended_at": clock()})
+                finish(ledger, job, None, {"state": State.FAILED, "message": e.message, "ended_at": clock()})
                 runlog.fail_in_client_view(spec.folder, spec.client, f"error: {e.message}", e.hint)
                 continue
             now = clock()
@@ -119,7 +91,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time, stage
     return started
 
 
-def _finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str, object],
+def finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str, object],
             clock: Clock = time.time) -> None:
     state = str(result.get("state", State.FAILED))
     ended = float(result.get("ended_at") or clock())  # type: ignore[arg-type]
@@ -202,7 +174,7 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
             with ledger.transaction():
                 current = ledger.job(job.id)
                 if current is not None and current.active:
-                    _finish(ledger, current, attempt.id if attempt else None, result, clock)
+                    finish(ledger, current, attempt.id if attempt else None, result, clock)
                     if staged:  # outputs verified against their manifest: now RELION may see the end
                         runlog.end_in_client_view(spec.folder, spec.client, str(result.get("state", State.FAILED)))
 
