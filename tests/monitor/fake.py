@@ -111,10 +111,10 @@ def settings_for(home: Path, *, budgets: dict[str, float] | None = None, **optio
 
 def queue(settings: Settings, ledger: Ledger, project: Path, job_dir: str, commands: list[str] | None = None,
           clock: FakeClock | None = None, client: str = "relion", inputs: list[InputFile] | None = None,
-          cpus: int = 1, profile: str = "fake") -> int:
+          cpus: int = 1, profile: str = "fake", tasks: int = 1) -> int:
     """Record a job as `submit` does (ledger row, control folder, launch.json, env.json), without starting it."""
     spec = JobSpec(job_dir, client, "Class2D", str(project), job_dir, commands or ["true"], inputs=inputs or [],
-                   resources=Resources(threads=cpus))
+                   resources=Resources(threads=cpus), tasks=tasks)
     (project / job_dir).mkdir(parents=True, exist_ok=True)
     with ledger.transaction():
         job = ledger.add_job(name=spec.name, client=client, job_type=spec.job_type, project_dir=str(project),

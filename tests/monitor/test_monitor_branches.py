@@ -221,3 +221,20 @@ def test_a_restarted_monitor_picks_up_jobs_in_every_state(cryocloud_home: Path, 
     assert "exit 3" in second.job(ok).message  # type: ignore[union-attr]
     assert markers(project / "External/job003") == ["RELION_JOB_EXIT_FAILURE"]  # the vanished one, by the monitor
     second.close()
+
+
+def test_a_fan_out_ends_once_when_its_last_shard_reports(world) -> None:  # type: ignore[no-untyped-def]
+    settings, ledger, fake, clock, project = world
+    job = queue(settings, ledger, project, "External/job001/", clock=clock, tasks=3)
+    one_pass(settings, ledger, fake, clock)
+    cdir = Path(ledger.job(job).control_dir)  # type: ignore[union-attr]
+    for i in (0, 2):
+        (cdir / f"task{i}").mkdir()
+        control.write_json(cdir / f"task{i}" / control.RESULT, {"state": "succeeded", "ended_at": clock()})
+    one_pass(settings, ledger, fake, clock)
+    assert state(ledger, job) == "running" and markers(project / "External/job001") == []  # task1 still runs
+    fake.vanish(job)  # the array ended, task1 never reported
+    one_pass(settings, ledger, fake, clock)
+    assert state(ledger, job) == "failed" and "task 1: " in ledger.job(job).message  # type: ignore[union-attr]
+    assert markers(project / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
+    assert "3 array tasks ended: 2 succeeded; job failed" in (project / "External/job001/run.out").read_text()

@@ -169,10 +169,6 @@ class SlurmBackend:
         tasks = int(handle.data.get("tasks", 1))
         cdir = Path(str(handle.data.get("control_dir", ".")))
         spec = _spec(cdir)
-        if tasks > 1 and spec is not None:
-            gathered = _gather(cdir, spec, tasks, None)
-            if gathered is not None:
-                return gathered
         summary = self._slurm_summary(job_id)
         if summary is None:
             return BackendStatus(State.GONE, f"Slurm job {job_id} disappeared from the controller without a final "
@@ -187,10 +183,6 @@ class SlurmBackend:
             return BackendStatus(State.QUEUED, summary.message)
         if summary.state == State.RUNNING:
             return BackendStatus(State.RUNNING, summary.message)
-        if tasks > 1 and spec is not None:
-            gathered = _gather(cdir, spec, tasks, summary)
-            if gathered is not None:
-                return gathered
         ended_as = set(summary.slurm_states.values())
         interrupted = next((st.INTERRUPTED[s] for s in ended_as if s in st.INTERRUPTED), "") if tasks == 1 else ""
         return BackendStatus(summary.state, f"{summary.message} (Slurm job {job_id})".lstrip(),
@@ -219,38 +211,4 @@ def _spec(cdir: Path) -> JobSpec | None:
 def _abort_requested(spec: JobSpec) -> bool:
     return (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists()
 
-
-def _gather(cdir: Path, spec: JobSpec, tasks: int, summary: st.Summary | None) -> BackendStatus | None:
-    """Fold the shards' results into the job's result.json and marker (the lab side writes it, once).
-
-    Without `summary` (Slurm not asked), only when every shard has reported; with it (the array has ended),
-    shards without a result count as failed with Slurm's reason.
-    """
-    results = [control.read_json(cdir / f"task{i}" / control.RESULT) for i in range(tasks)]
-    if summary is None and any(r is None for r in results):
-        return None
-    cancelled = (cdir / control.CANCEL).exists()
-    states = [str(r["state"]) if r else State.FAILED for r in results]
-    bad = [(i, s) for i, s in enumerate(states) if s != State.SUCCEEDED]
-    state = State.ABORTED if cancelled or State.ABORTED in states else State.FAILED if bad else State.SUCCEEDED
-    messages = []
-    for i, s in bad:
-        r = results[i]
-        why = str(r.get("message") or s) if r else (summary.message if summary and summary.message else
-                                                     "ended without reporting (killed or crashed)")
-        messages.append(f"task {i}: {why}")
-    started = [float(r["started_at"]) for r in results if r and isinstance(r.get("started_at"), int | float)]
-    ended = [float(r["ended_at"]) for r in results if r and isinstance(r.get("ended_at"), int | float)]
-    result = {
-        "state": state, "exit_code": next((r.get("exit_code") for r in results if r and r.get("exit_code")), 0)
-        if bad else 0,
-        "message": "cancelled" if cancelled and state == State.ABORTED and not messages else "; ".join(messages)[:500],
-        "started_at": min(started) if started else time.time(), "ended_at": max(ended) if ended else time.time(),
-        "tasks": states,
-    }
-    control.write_json(cdir / control.RESULT, result)
-    runlog.note(spec.folder, f"{tasks} array tasks ended: {states.count('succeeded')} succeeded; job {state}")
-    FAMILIES[spec.client].write(spec.folder, state)
-    return BackendStatus(state, str(result["message"]), result["exit_code"] if isinstance(result["exit_code"], int)
-                         else None)
 

@@ -1,8 +1,8 @@
 """Find every file a RELION job reads by following STAR files, not by guessing per job type.
 
 Seeds are the job's input edges in default_pipeline.star and the files named after the input flags of its
-command lines; every STAR file found is read (gemmi's STAR/CIF parser, as the CCP-EM Pipeliner reads them; it
-imports in 14 ms where starfile's pandas takes 0.4 s of a cold submit) and the path-valued labels below are followed,
+command lines; every STAR file found is read (gemmi's STAR/CIF parser, as the CCP-EM Pipeliner reads them: it
+keeps the submit path fast, BENCHMARKS.md) and the path-valued labels below are followed,
 recursively (particles -> stacks, micrographs -> movies, per-movie metadata -> movie, gain, defects;
 optimiser -> model, data, sampling, masks). Paths resolve against the project folder, as RELION resolves them.
 """

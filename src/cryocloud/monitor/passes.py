@@ -21,7 +21,7 @@ from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import STARTED, State
 from cryocloud.ledger import JobRow, Ledger, compute_usd
-from cryocloud.monitor import staging
+from cryocloud.monitor import fanout, staging
 from cryocloud.monitor.requeue import requeue
 from cryocloud.settings import Profile, Settings
 
@@ -124,6 +124,9 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
         spec = JobSpec.from_json(job.spec)
         staged = staging.staged(cdir)  # the node pushes its outputs back: the lab writes RELION's marker
         result = staging.read_result(settings, spec, cdir)
+        shards = int(attempt.handle_data.get("tasks", spec.tasks)) if attempt is not None else spec.tasks
+        if result is None and shards > 1:
+            result = fanout.gather(cdir, spec, shards, None, clock)  # every shard reported: the job's end
         if result is not None and result.get("marker_deferred") and attempt is not None:
             # the agent was stopped by a signal it cannot explain (preemption? time limit?) and left the
             # marker to us: the backend's end state says why, and whether the job goes on
@@ -156,6 +159,9 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
                 continue
             result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
+            if result is None and shards > 1:  # the array ended: shards without a report failed
+                why = status.message or "ended without reporting (killed or crashed)"
+                result = fanout.gather(cdir, spec, shards, why, clock)
             if result is None:
                 why = None
                 if status.interrupted:

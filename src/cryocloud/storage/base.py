@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from cryocloud.errors import CryocloudError
 
-STREAM_CHUNK = 1 << 20  # measured: 1 MiB chunks beat 256 KiB and 4 MiB ones (benchmarks/storage/)
+STREAM_CHUNK = 1 << 20  # download chunk (chosen by benchmarks/storage/, BENCHMARKS.md)
 
 
 async def joined(stream: AsyncGenerator[memoryview, None]) -> bytes:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from obstore import GetOptions
     from obstore.store import ClientConfig, S3Config
 
-PART_SIZE = 8 << 20  # multipart part size for large objects (measured: benchmarks/storage/)
+PART_SIZE = 8 << 20  # multipart part size for large objects (chosen by benchmarks/storage/, BENCHMARKS.md)
 PART_CONCURRENCY = 4  # parts in flight per object
 
 TIER_CLASSES = {"glacier_ir": "GLACIER_IR", "glacier": "GLACIER", "deep_archive": "DEEP_ARCHIVE", "ia": "STANDARD_IA"}
