@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryocloud.jobs import cmdline, control
+from cryocloud.jobs import cmdline, control, runlog
 from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
-from cryocloud.jobs.runlog import stamp
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
 from cryocloud.proc import start_process_group
@@ -68,8 +67,7 @@ class Runner:
         self.state: dict[str, object] = {}
 
     def log(self, msg: str) -> None:
-        with open(self.out, "a", encoding="utf-8") as f:
-            f.write(stamp(msg))
+        runlog.note(self.out.parent, msg, self.out.name)
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.terminated = True

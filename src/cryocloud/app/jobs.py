@@ -8,8 +8,7 @@ from typing import Any
 
 from cryocloud.backends.base import Handle, get_backend
 from cryocloud.errors import JobNotFound
-from cryocloud.jobs import control
-from cryocloud.jobs.markers import FAMILIES
+from cryocloud.jobs import control, runlog
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
 from cryocloud.ledger import JobRow, Ledger
@@ -55,7 +54,7 @@ def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> J
             with ledger.transaction():
                 ledger.update_job(job.id, state=State.ABORTED, ended_at=time.time(), message="cancelled before start")
                 ledger.event(job.id, "cancelled before start")
-            FAMILIES[spec.client].write(Path(spec.project_dir) / spec.job_dir, State.ABORTED)
+            runlog.end_in_client_view(spec.folder, spec.client, State.ABORTED, "cancelled before it started")
         else:
             cdir = Path(job.control_dir)
             (cdir / control.CANCEL).touch()
