@@ -22,4 +22,4 @@ echo "== 5. cryocloud's view"
 cryocloud status
 cryocloud costs
 echo "outputs: $(ls "$JOB" | grep -c run_it) iteration files in $DIR/$JOB"
-echo "(cryocloud's monitor stays 5 minutes to take the next submissions quickly, then exits by itself.)"
+echo "(cryocloud's monitor exits by itself once no job is active.)"

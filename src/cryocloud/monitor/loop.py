@@ -19,7 +19,6 @@ from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
-from cryocloud.monitor.stager import Stager
 from cryocloud.proc import pid_alive, spawn_detached
 from cryocloud.settings import Settings, load_settings
 
@@ -90,6 +89,8 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     sock = handoff.listen(settings)
+    from cryocloud.monitor.stager import Stager  # threads: only the loop needs them, not every submit
+
     ledger = open_ledger(settings)
     stager = Stager()
     last_busy, next_pass = clock(), 0.0
