@@ -141,14 +141,25 @@ def compute_usd(usd_per_hour: float, started_at: float, ended_at: float) -> floa
     return round(max(0.0, ended_at - started_at) / 3600 * usd_per_hour, 6)
 
 
+def private_dir(path: Path) -> None:
+    """cryocloud's home and its folders are the user's own (0700), whatever the umask, when cryocloud makes them."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+
+
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wait: float = 30.0) -> None:
+        """`wait`: seconds a write waits for another process's lock before sqlite3 says "database is locked"."""
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            private_dir(path.parent)
+            new = not path.exists()
+            self.db = sqlite3.connect(path, timeout=wait, isolation_level=None)
+            if new:
+                path.chmod(0o600)  # jobs' folders, command lines and costs: the user's own (WAL files follow it)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise CryocloudError(

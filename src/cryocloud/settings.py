@@ -189,6 +189,7 @@ def load_settings(env: dict[str, str] | None = None, path: Path | None = None) -
             raise ConfigError(f"{source}: unknown key or section {key!r}", close_matches(key, allowed))
         if key in set(SECTIONS) | set(FREE_TABLES) and not isinstance(val, dict):
             raise ConfigError(f"{source}: {key!r} must be a [{key}] table", f"write it as [{key}] with keys below")
+    _check_env_names(env)
     top = {k: v for k, v in raw.items() if k not in SECTIONS and k not in FREE_TABLES}
     if "CRYOCLOUD_BACKEND" in env:  # the documented short name for the default profile
         env.setdefault("CRYOCLOUD_DEFAULT_PROFILE", env["CRYOCLOUD_BACKEND"])
@@ -205,6 +206,28 @@ def load_settings(env: dict[str, str] | None = None, path: Path | None = None) -
     )
     settings.profile(settings.general.default_profile)  # fail early on an unknown default
     return settings
+
+
+# CRYOCLOUD_* variables that are not CRYOCLOUD_<SECTION>_<KEY>: where state lives, the short name for the default
+# profile, tracebacks, the node's settings (NodeSettings) and a fan-out shard's place (set by the agent)
+OTHER_VARS = ("CRYOCLOUD_HOME", "CRYOCLOUD_CONFIG", "CRYOCLOUD_BACKEND", "CRYOCLOUD_DEBUG", "CRYOCLOUD_SCRATCH",
+              "CRYOCLOUD_STREAM_SECONDS", "CRYOCLOUD_TASK_INDEX", "CRYOCLOUD_TASK_COUNT")
+
+
+def known_env_names() -> set[str]:
+    names = set(OTHER_VARS)
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            names.add("CRYOCLOUD_" + (f"{section}_{f.name}" if section else f.name).upper())
+    return names
+
+
+def _check_env_names(env: dict[str, str]) -> None:
+    """A mistyped CRYOCLOUD_* variable is refused as a mistyped config key is, never silently ignored."""
+    known = known_env_names()
+    for var in sorted(env):
+        if var.startswith("CRYOCLOUD_") and var not in known:
+            raise ConfigError(f"unknown environment variable {var}", close_matches(var, known))
 
 
 def _profiles(table: dict[str, Any], source: str) -> dict[str, Profile]:

@@ -84,3 +84,24 @@ def test_today_is_cheaper_and_no_slower(cat: Catalog) -> None:
     for t in spot.steps:
         assert t.elapsed_hours <= float(t.step.total_hours)
         assert (cat.get(t.machine).gpus > 0) == (t.device == "gpu")
+
+
+def test_a_users_own_workflow_without_recorded_costs_is_priced(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The founding columns with hours and USD/h but no recorded cost (a lab's own plan): priced, with no
+    'recorded 0' and no division by it."""
+    from cryocloud.cli.main import main
+
+    path = tmp_path / "my.csv"
+    path.write_text("step,ws_total_h,ws_elapsed_days,aws_total_h,aws_elapsed_days,aws_data_moving_h,"
+                    "aws_job_running_h,aws_ec2_cost_usd,aws_num_vms,aws_vm_type,aws_vm_usd_per_h\n"
+                    "Movie alignment,34.0,1,13.26,1,11.06,2.20,,5,x1.32xlarge,13.34\n"
+                    "2D classification,12.0,1,3.0,1,0.5,2.5,,1,p2.8xlarge,7.20\n")
+    assert main(["plan", "--workflow", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "below the recorded" not in out and "recorded 0" not in out and "spot: compute" in out
+    assert main(["plan", "--workflow", str(path), "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["recorded_usd"] is None and float(data["total"]["computed_usd"]) > 0

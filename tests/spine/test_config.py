@@ -55,3 +55,30 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(env={"CRYOCLOUD_WORKSTATION_USD_PER_HOUR": "cheap"}, path=tmp_path / "none.toml")
     assert "CRYOCLOUD_WORKSTATION_USD_PER_HOUR" in e.value.message
+
+
+def test_a_mistyped_environment_variable_is_refused_like_a_config_typo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRYOCLOUD_DEFAULT_PROFIL", "hpc")
+    with pytest.raises(ConfigError, match="unknown environment variable CRYOCLOUD_DEFAULT_PROFIL") as e:
+        load_settings()
+    assert "CRYOCLOUD_DEFAULT_PROFILE" in e.value.hint
+    monkeypatch.delenv("CRYOCLOUD_DEFAULT_PROFIL")
+    monkeypatch.setenv("CRYOCLOUD_LOCAL_CPUS", "2")  # every documented name still works
+    monkeypatch.setenv("CRYOCLOUD_SCRATCH", "/tmp")
+    assert load_settings().local.cpus == 2
+
+
+def test_cryocloud_home_and_its_ledger_are_private(cryocloud_home: Path) -> None:
+    import os
+    import stat
+
+    from cryocloud.ledger import Ledger
+
+    old = os.umask(0o022)
+    try:
+        settings = load_settings()
+        Ledger(settings.ledger_path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(cryocloud_home).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(settings.ledger_path).st_mode) == 0o600

@@ -4,6 +4,7 @@ Records the job, starts it where it fits, and refuses with a reason RELION shows
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -23,8 +24,11 @@ from cryocloud.ledger import JobRow, Ledger
 from cryocloud.monitor import staging
 from cryocloud.monitor.handoff import hand_off
 from cryocloud.monitor.loop import ensure_monitor
-from cryocloud.monitor.passes import dispatch, open_ledger
+from cryocloud.monitor.passes import dispatch
 from cryocloud.settings import Profile, Settings, load_settings
+
+LEDGER_WAIT = 30.0  # s a write waits for the ledger's lock in the monitor
+COLD_LEDGER_WAIT = 2.0  # s the queue command waits: RELION and the Pipeliner expect it back within seconds
 
 
 @dataclass(frozen=True)
@@ -57,22 +61,43 @@ def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tup
     warm = hand_off(settings, script, cwd, env)
     if warm is not None:
         return int(warm["job_id"]), str(warm["name"]), str(warm["profile"])
-    done = submit_script(script, cwd, settings, env)
+    done = submit_script(script, cwd, settings, env, ledger_wait=COLD_LEDGER_WAIT)
     return done.job.id, done.job.name, done.profile.name
 
 
 def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
-                  env: Mapping[str, str] | None = None) -> Submitted:
+                  env: Mapping[str, str] | None = None, ledger_wait: float = LEDGER_WAIT) -> Submitted:
     """Record and start a job from a script RELION filled, for a submitter whose environment is `env`.
-    On refusal, RELION's view says failed."""
+    Every refusal, expected or not, ends in RELION's view as failed (run.err line + marker): RELION never sees
+    our exit code, and a job nothing runs must not show Running."""
     env = os.environ if env is None else env
     try:
-        return _submit(script, cwd, settings or load_settings(dict(env)), env)
+        settings = settings or load_settings(dict(env))
+        spec = job_spec_from_script(script, cwd)
+        profile = choose_profile(spec, settings)
+        return submit_spec(_without_profile_queue(spec, profile), profile, settings, env, ledger_wait)
     except (JobFolderBusy, LaunchRefused):
         raise
     except CryocloudError as e:
         refuse_into_job(script, cwd, e)
         raise
+    except Exception as e:  # the last resort (a locked or broken ledger, a full disk, a bug)
+        err = _unexpected(e, settings)
+        refuse_into_job(script, cwd, err)
+        raise err from e
+
+
+def _unexpected(e: Exception, settings: Settings | None) -> CryocloudError:
+    where = settings.ledger_path if settings else "the ledger"
+    if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+        return CryocloudError(f"the ledger {where} is locked by another process, so the job was not recorded",
+                              "submit it again in a moment; if it stays locked, look for a hung cryocloud process")
+    if isinstance(e, sqlite3.Error):
+        return CryocloudError(f"the ledger {where} cannot be written: {e}",
+                              "check that CRYOCLOUD_HOME is on a local disk with free space and is writable")
+    if isinstance(e, OSError):
+        return CryocloudError(f"submitting failed: {e}", "check free space and permissions of the project folder")
+    return CryocloudError(f"internal error while submitting: {e!r}", "run with CRYOCLOUD_DEBUG=1 and report it")
 
 
 def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
@@ -87,17 +112,12 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
     runlog.fail_in_client_view(job_dir, client, f"submission refused: {e.message}", e.hint)
 
 
-def _submit(script: Path, cwd: Path, settings: Settings, env: Mapping[str, str]) -> Submitted:
-    spec = job_spec_from_script(script, cwd)
-    profile = choose_profile(spec, settings)
-    return submit_spec(_without_profile_queue(spec, profile), profile, settings, env)
-
-
-def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str]) -> Submitted:
+def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str],
+                ledger_wait: float = LEDGER_WAIT) -> Submitted:
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
-    ledger = open_ledger(settings)
+    ledger = Ledger(settings.ledger_path, wait=ledger_wait)
     try:
         with ledger.transaction():
             busy = [j for j in ledger.jobs_in_dir(spec.project_dir, spec.job_dir) if j.active]
@@ -124,7 +144,12 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
             })
             ledger.event(job_id, f"submitted to {profile.name} ({spec.job_type}, {spec.data_bytes} bytes of input)")
         runlog.note(job_dir, f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}")
-        dispatch(settings, ledger)
+        try:
+            dispatch(settings, ledger)
+        except Exception as e:  # recorded but not started: it must not wait in the queue while RELION says failed
+            with ledger.transaction():
+                ledger.update_job(job_id, state=State.FAILED, ended_at=time.time(), message=f"not started: {e!r}")
+            raise
         row = ledger.job(job_id)
         assert row is not None
         if row.state == State.FAILED:  # the backend refused it at launch; run.err and the marker say so already

@@ -56,6 +56,7 @@ def show_workflow(path: Path, region: str, as_json: bool) -> None:
     cat = default_catalog()
     wf = load_workflow(path, cat)
     todays = {m: reprice(wf, cat, region, m) for m in ("spot", "on-demand")}
+    recorded = any(st.recorded_usd is not None for st in wf.steps) or bool(wf.items)  # a user's own file may give none
     recorded_total = wf.recorded_ec2 + wf.items_usd
     computed_total = wf.computed_ec2 + wf.items_usd
     if as_json:
@@ -66,8 +67,8 @@ def show_workflow(path: Path, region: str, as_json: bool) -> None:
                        "difference_usd": None if s.difference is None else str(s.difference)} for s in wf.steps],
             "items": [{"item": i.name, "recorded_usd": str(i.recorded_usd)} for i in wf.items],
             "unpriced": wf.unpriced,
-            "ec2": {"computed_usd": str(wf.computed_ec2), "recorded_usd": str(wf.recorded_ec2)},
-            "total": {"computed_usd": str(computed_total), "recorded_usd": str(recorded_total),
+            "ec2": {"computed_usd": str(wf.computed_ec2), "recorded_usd": str(wf.recorded_ec2) if recorded else None},
+            "total": {"computed_usd": str(computed_total), "recorded_usd": str(recorded_total) if recorded else None,
                       "table_total_usd": None if wf.table_total_usd is None else str(wf.table_total_usd)},
             "elapsed_hours": str(wf.elapsed_hours),
             "today": {m: {"compute_usd": round(t.compute_usd, 2), "storage_usd": round(t.storage_usd, 2),
@@ -87,9 +88,10 @@ def show_workflow(path: Path, region: str, as_json: bool) -> None:
          "-" if s.recorded_usd is None else s.recorded_usd, "-" if s.difference is None else f"{s.difference:+}"]
         for s in wf.steps]
     rows += [[i.name, "", "", "", "", "", i.recorded_usd, ""] for i in wf.items]
-    rows.append(["EC2 total", "", "", "", "", wf.computed_ec2, wf.recorded_ec2, f"{wf.computed_ec2 - wf.recorded_ec2:+}"])
-    rows.append(["Total", "", "", "", f"{wf.elapsed_hours} elapsed", computed_total, recorded_total,
-                 f"{computed_total - recorded_total:+}"])
+    rows.append(["EC2 total", "", "", "", "", wf.computed_ec2, wf.recorded_ec2 if recorded else "-",
+                 f"{wf.computed_ec2 - wf.recorded_ec2:+}" if recorded else "-"])
+    rows.append(["Total", "", "", "", f"{wf.elapsed_hours} elapsed", computed_total, recorded_total if recorded else "-",
+                 f"{computed_total - recorded_total:+}" if recorded else "-"])
     table(f"{path.name}: as recorded (USD = VMs x USD/h x billed hours)",
           ["step", "VMs", "machine", "USD/h", "billed hours", "computed", "recorded", "difference"], rows)
     if wf.table_total_usd is not None:
@@ -103,10 +105,11 @@ def show_workflow(path: Path, region: str, as_json: bool) -> None:
               [[s.step.name, s.job_type, s.count, s.machine, s.zone or "-", f"{s.usd_per_hour:.4f}",
                 f"{s.staging_hours:.2f}", f"{s.compute_hours:.2f}", f"{s.elapsed_hours:.2f}", f"{s.usd:.2f}"]
                for s in t.steps])
-        click.echo(f"{market}: compute {t.compute_usd:.2f} + storage {t.storage_usd:.2f} = {t.total_usd:.2f} USD "
-                   f"({1 - t.total_usd / float(recorded_total):.0%} below the recorded {recorded_total}); elapsed "
-                   f"{t.elapsed_hours:.1f} h (recorded {wf.elapsed_hours}); data moving {t.staging_share:.1%} of "
-                   "billed machine-hours")
+        against = (f" ({1 - t.total_usd / float(recorded_total):.0%} below the recorded {recorded_total})"
+                   if recorded and recorded_total else "")
+        click.echo(f"{market}: compute {t.compute_usd:.2f} + storage {t.storage_usd:.2f} = {t.total_usd:.2f} USD"
+                   f"{against}; elapsed {t.elapsed_hours:.1f} h (recorded {wf.elapsed_hours}); data moving "
+                   f"{t.staging_share:.1%} of billed machine-hours")
         if t.storage_text:
             click.echo(f"  storage: {t.storage_text}")
         for s in t.skipped:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
+from cryocloud.ledger import private_dir
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
 from cryocloud.proc import pid_alive, spawn_detached
@@ -26,7 +27,8 @@ ENTRY = "cryocloud.app.daemon"  # the module `python -m` runs as the monitor (th
 
 
 def _lock(settings: Settings) -> int | None:
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
+    private_dir(settings.run_dir)
     fd = os.open(settings.run_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
