@@ -38,3 +38,17 @@ def test_spot_prices(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spot-prices", "g5.xlarge", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["zone"] == "use1-az2" and rows[0]["source"] == "snapshot"
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "cannot be planned without --particles"),
+    (["--particles", "0"], "--particles 0: must be a whole number above 0"),
+    (["--particles", "1000", "--classes", "0.5"], "--classes 0.5: must be a whole number above 0"),
+])
+def test_missing_or_impossible_sizes_are_refused_not_priced_at_zero(args: list[str], needle: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from cryocloud.cli.main import main
+
+    assert main(["plan", "--job-type", "Class3D", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "hint:" in err

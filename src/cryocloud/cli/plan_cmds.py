@@ -19,7 +19,7 @@ def _size_options(f: Any) -> Any:
              "frames": "frames per movie", "pixels": "pixels per frame (e.g. 16777216 for 4096x4096)",
              "data_gb": "input data to stage onto the machine (GB)"}
     for name in reversed(SIZE_OPTIONS):
-        f = click.option(f"--{name.replace('_', '-')}", name, type=float, default=0.0, show_default=False,
+        f = click.option(f"--{name.replace('_', '-')}", name, type=float, default=None, show_default=False,
                          help=helps[name])(f)
     return f
 
@@ -64,7 +64,8 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
     from cryocloud.planner import model
     from cryocloud.planner.plan import plan_job, size_from_spec
 
-    given = {k: v for k, v in sizes.items() if v}
+    asked = {k: v for k, v in sizes.items() if v is not None}
+    given = dict(asked)
     if script:
         from cryocloud.jobs.relion import job_spec_from_script
 
@@ -74,6 +75,7 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
         gpus = gpus or spec.resources.gpus
     if not job_type:
         raise CryocloudError("nothing to plan", "give a RELION submission script, --job-type with sizes, or --workflow")
+    model.check_request(job_type, model.JobSize(**given), asked)
     result = plan_job(job_type, model.JobSize(**given), settings, region=region, deadline_hours=deadline,
                       instance=instance, gpus=gpus, live_spot=live_spot, spot=not on_demand_only)
     from cryocloud.cli.plan_render import show_plan

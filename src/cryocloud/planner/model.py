@@ -245,3 +245,24 @@ def predict(kind: JobKind, size: JobSize, machine: Hardware, *, count: int = 1, 
     count = count if kind.splittable else 1
     compute = coef.overhead_hours + coef.hours_per_work * kind.work(size) / (speed_units(machine, device) * count)
     return Estimate(device, count, staging_hours(size.data_gb, machine, count), compute)
+
+
+WHOLE = ("particles", "box", "classes", "iterations", "healpix_order", "movies", "micrographs", "frames", "pixels")
+
+
+def check_request(job_type: str, size: JobSize, asked: dict[str, float]) -> None:
+    """A planning request a user typed: counts are whole and more than 0, and every size the job type's work
+    depends on is known (given, read from the job, or a default). Raises with the flag to give."""
+    kind = job_kind(job_type)
+    for name, value in asked.items():
+        flag = "--" + name.replace("_", "-")
+        if name in WHOLE and (value <= 0 or value != int(value)):
+            raise CryocloudError(f"{flag} {value:g}: must be a whole number above 0", f"e.g. {flag} 4")
+        if value <= 0:
+            raise CryocloudError(f"{flag} {value:g}: must be above 0", f"give a positive {flag}, or leave it out")
+    full = size.validated().with_defaults(kind.defaults)
+    missing = [n for n, _ in kind.work_terms if not full.get(n)]
+    if missing:
+        flags = ", ".join("--" + n.replace("_", "-") for n in missing)
+        raise CryocloudError(f"{kind.name} cannot be planned without {flags} (its run time grows with them)",
+                             f"give {flags}, or plan from the job's run_submit.script")
