@@ -184,7 +184,8 @@ def test_pipeliner_jobs_get_the_pipeliner_marker_family(tmp_path: Path) -> None:
     assert names == ["PIPELINER_JOB_EXIT_FAILED"]
 
 
-def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path) -> None:
+def test_queue_name_selects_a_profile_and_a_typo_is_refused_on_local(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from cryocloud.app.submit import choose_profile
     from cryocloud.jobs.relion import job_spec_from_script
     from cryocloud.settings import load_settings
@@ -193,9 +194,16 @@ def test_queue_name_selects_a_profile_else_means_nothing_to_local(tmp_path: Path
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text('[profiles.big]\nbackend = "local"\n')
     settings = load_settings()
-    for queue, expected in (("big", "big"), ("local", "local"), ("default", "local"), ("cpu_short", "local")):
+    for queue, expected in (("big", "big"), ("local", "local"), ("default", "local"), ("openmpi", "local")):
         script = make_job(tmp_path, f"External/{queue}/", ["true"], queue=queue)
         assert choose_profile(job_spec_from_script(script, tmp_path), settings).name == expected
+    # "bigg": no such profile, and local has no queues: it would run here without a word
+    make_job(tmp_path, "External/job009/", ["true"], queue="bigg")
+    with in_dir(tmp_path):
+        assert main(["submit", "External/job009/run_submit.script"]) == 2
+    err = capsys.readouterr().err
+    assert "Queue name 'bigg' is no profile" in err and "did you mean 'big'" in err
+    assert markers(tmp_path / "External/job009") == ["RELION_JOB_EXIT_FAILURE"]
 
 
 def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

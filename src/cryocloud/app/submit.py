@@ -13,7 +13,7 @@ from typing import Any
 
 from cryocloud.backends.base import get_backend
 from cryocloud.backends.registry import BACKENDS, Feature
-from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError
+from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError, close_matches
 from cryocloud.jobs import control, runlog
 from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES
@@ -38,10 +38,19 @@ class Submitted:
 
 
 def choose_profile(spec: JobSpec, settings: Settings) -> Profile:
-    """RELION's Queue name when it names a profile, else CRYOCLOUD_BACKEND / the config default, else local."""
-    if spec.queue and (spec.queue in settings.profiles or spec.queue in BACKENDS):
+    """RELION's Queue name when it names a profile, else CRYOCLOUD_BACKEND / the config default, else local.
+    A Queue name that is no profile keeps its meaning where the backend has queues (a Slurm partition); where it
+    has none (local) it is a typo that would move the job, and is refused with "did you mean"."""
+    names = set(settings.profiles) | set(BACKENDS)
+    if spec.queue and spec.queue in names:
         return settings.profile(spec.queue)
-    return settings.profile(settings.general.default_profile)
+    profile = settings.profile(settings.general.default_profile)
+    if spec.queue and Feature.QUEUES not in BACKENDS[profile.backend].features:
+        raise SubmissionError(
+            f"RELION's Queue name {spec.queue!r} is no profile, and the {profile.name} profile "
+            f"({profile.backend} backend) has no queues",
+            close_matches(spec.queue, names) + "; or leave the Queue name at RELION's default")
+    return profile
 
 
 def _without_profile_queue(spec: JobSpec, profile: Profile) -> JobSpec:

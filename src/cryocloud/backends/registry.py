@@ -19,6 +19,7 @@ class Feature(StrEnum):
     STAGING = "staging (nodes that do not see the lab's disk)"
     STAGED_FANOUT = "a staged fan-out"
     REQUEUE = "requeue after preemption"
+    QUEUES = "a Queue name of its own (a partition)"
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ HINTS = {
     Feature.STAGING: "use a profile whose nodes see the project folder (staging = \"none\")",
     Feature.STAGED_FANOUT: "use a profile whose nodes see the project folder (staging = \"none\")",
     Feature.REQUEUE: "resubmit it when it is interrupted",
+    Feature.QUEUES: "leave RELION's Queue name at its default, or name a profile",
 }
 COMMON_KEYS = ("mpi_launcher",)  # read by the submit path for every backend
 BACKENDS: dict[str, BackendInfo] = {
     "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend"),
     "slurm": BackendInfo(
         "slurm", "cryocloud.backends.slurm:SlurmBackend", "cryocloud.backends.slurm_text:SlurmOptions",
-        frozenset({Feature.FANOUT, Feature.STAGING, Feature.REQUEUE}),
+        frozenset({Feature.FANOUT, Feature.STAGING, Feature.REQUEUE, Feature.QUEUES}),
         "run cryocloud where Slurm's client commands (sbatch, squeue) are installed",
     ),
 }
