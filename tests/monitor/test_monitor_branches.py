@@ -72,12 +72,13 @@ def test_a_preempted_job_is_requeued_from_its_last_iteration_until_the_limit(
     ledger, fake, clock, project = Ledger(settings.ledger_path), FakeBackend(), FakeClock(), tmp_path / "p"
     job = queue(settings, ledger, project, "Class2D/job002/", [REFINE], clock=clock)
     one_pass(settings, ledger, fake, clock)
+    one_pass(settings, ledger, fake, clock)  # the backend says it runs: billed from now
     _iterations(project, 1, 2)
     clock.advance(60)
     fake.interrupt(job)
-    assert one_pass(settings, ledger, fake, clock) == [job]  # requeued, and started again in the same pass
+    assert one_pass(settings, ledger, fake, clock) == [job]  # requeued, and handed to the backend again
     attempts = ledger.attempts(job)
-    assert [a.state for a in attempts] == ["requeued", "running"]
+    assert [a.state for a in attempts] == ["requeued", "starting"]
     assert attempts[0].compute_usd == pytest.approx(60.0)  # the interrupted attempt is billed to its end
     launch = control.read_json(Path(ledger.job(job).control_dir) / control.LAUNCH)  # type: ignore[union-attr]
     assert launch is not None and "--continue Class2D/job002/run_it002_optimiser.star" in launch["spec"]["commands"][0]
@@ -107,6 +108,7 @@ def test_a_budget_reached_mid_run_warns_then_stops_the_job(cryocloud_home: Path,
     ledger, fake, clock = Ledger(settings.ledger_path), FakeBackend(), FakeClock()
     job = queue(settings, ledger, project, "External/job001/", clock=clock)
     one_pass(settings, ledger, fake, clock)
+    one_pass(settings, ledger, fake, clock)  # running from now
     clock.advance(5)  # 5 of 10 USD
     one_pass(settings, ledger, fake, clock)
     out = project / "External/job001/run.out"
@@ -238,3 +240,21 @@ def test_a_fan_out_ends_once_when_its_last_shard_reports(world) -> None:  # type
     assert state(ledger, job) == "failed" and "task 1: " in ledger.job(job).message  # type: ignore[union-attr]
     assert markers(project / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
     assert "3 array tasks ended: 2 succeeded; job failed" in (project / "External/job001/run.out").read_text()
+
+
+def test_a_job_waiting_in_the_backends_queue_is_starting_and_costs_nothing(world) -> None:  # type: ignore[no-untyped-def]
+    """A PENDING Slurm job is not "running": no wall time, no cost, until the backend says it runs."""
+    settings, ledger, fake, clock, project = world
+    job = queue(settings, ledger, project, "External/job001/", clock=clock)
+    assert one_pass(settings, ledger, fake, clock) == [job]
+    fake.jobs[fake.launched(job)].state = "queued"  # the scheduler holds it
+    clock.advance(600)
+    one_pass(settings, ledger, fake, clock)
+    row = ledger.job(job)
+    assert row is not None and row.state == "starting" and row.started_at is None and row.wall_seconds is None
+    assert ledger.attempts(job)[0].cost_usd(clock()) == 0
+    fake.jobs[fake.launched(job)].state = "running"
+    one_pass(settings, ledger, fake, clock)
+    clock.advance(10)
+    row = ledger.job(job)
+    assert row is not None and row.state == "running" and ledger.attempts(job)[0].cost_usd(clock()) == 10.0

@@ -121,7 +121,14 @@ def test_abort_while_pending_cancels_in_slurm(slurm: Cluster, cryocloud_home: Pa
     write_config(cryocloud_home, sbatch_args=["--hold"])  # held: it stays PENDING until released
     job = submit(tmp_path, "External/job001/", ["touch ran.txt"])
     sid = slurm_job_id(job)
-    assert job_state(job) == "running" and slurm_state(sid) == "PENDING"
+    # waiting in Slurm's queue: "starting" (handed to Slurm), not running, with no wall time counting
+    assert job_state(job) == "starting" and slurm_state(sid) == "PENDING"
+    ledger = Ledger(load_settings().ledger_path)
+    try:
+        row = ledger.job(job)
+        assert row is not None and row.started_at is None and row.wall_seconds is None
+    finally:
+        ledger.close()
     (tmp_path / "External/job001/RELION_JOB_ABORT_NOW").touch()
     assert ended(job) == "aborted"
     assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_ABORTED"]

@@ -102,7 +102,7 @@ def test_monitor_requeues_a_preempted_refine_from_its_last_iteration(stub_slurm:
     _iterations(project, 1, 2)
     (jd / "RELION_JOB_EXIT_FAILURE").touch()  # stale: goes before the resume
     attempts, state, _ = _pass()
-    assert attempts == ["requeued", "running"] and state == "running"
+    assert attempts == ["requeued", "starting"] and state == "starting"  # handed to Slurm again
     sbatch = (stub_slurm / "sbatch.log").read_text().splitlines()
     assert len(sbatch) == 2  # the new attempt is a new Slurm job
     launch = control.read_json(jd / f".cryocloud/job{job}/launch.json")
@@ -136,7 +136,7 @@ def test_node_fail_of_a_per_micrograph_job_resumes_unfinished(stub_slurm: Path, 
     project = tmp_path / "p"
     job = _queue_job(project, ["relion_run_ctffind --i x.star --o CtfFind/job003/ --use_gctf"])
     attempts, _, _ = _pass()
-    assert attempts == ["requeued", "running"]
+    assert attempts == ["requeued", "starting"]
     launch = control.read_json(project / f"Class2D/job002/.cryocloud/job{job}/launch.json")
     assert launch is not None and launch["spec"]["commands"][0].endswith(" --only_do_unfinished")
     assert "node failed at unfinished micrographs; resuming" in (project / "Class2D/job002/run.out").read_text()

@@ -79,12 +79,13 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 finish(ledger, job, None, {"state": State.FAILED, "message": e.message, "ended_at": clock()})
                 runlog.fail_in_client_view(spec.folder, spec.client, f"error: {e.message}", e.hint)
                 continue
-            now = clock()
             data = {**handle.data, "control_dir": str(cdir)}
             ledger.add_attempt(job.id, backend=backend.name, handle=json.dumps(data), machine=backend.machine,
                                usd_per_hour=backend.usd_per_hour, price_source=backend.name,
-                               started_at=now, state=State.RUNNING)
-            ledger.update_job(job.id, state=State.RUNNING, started_at=now, machine=backend.machine)
+                               started_at=None, state=State.STARTING)
+            # starting: handed to the backend, which may queue it (a PENDING Slurm job); running, and billed,
+            # from when the backend says it runs (reconcile)
+            ledger.update_job(job.id, state=State.STARTING, machine=backend.machine)
             ledger.event(job.id, f"started on {backend.name} ({backend.machine})")
             running.setdefault(job.profile, []).append(spec)
             started.append(job.id)
@@ -153,7 +154,9 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 continue  # backend unreachable now: ask again next pass, never guess an end
             if status.state in (State.QUEUED, State.RUNNING):
                 if status.state == State.RUNNING and job.state != State.RUNNING:
-                    ledger.update_job(job.id, state=State.RUNNING)
+                    now = clock()
+                    ledger.update_job(job.id, state=State.RUNNING, started_at=now)
+                    ledger.update_attempt(attempt.id, state=State.RUNNING, started_at=now)
                 if staged and status.state == State.RUNNING:
                     _forward_abort(spec, cdir, backends(job), attempt.handle_data)
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
