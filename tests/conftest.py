@@ -38,10 +38,15 @@ def _stop_leftovers(home: Path) -> None:
         settings = load_settings()
     except CryocloudError:  # a test that wrote a broken config on purpose
         settings = Settings(home=home, config_path=home / "none.toml")
+    active = []
     if (home / "ledger.sqlite").exists():
-        ledger = Ledger(settings.ledger_path)
-        active = ledger.jobs(states=ACTIVE)
-        ledger.close()
+        try:
+            ledger = Ledger(settings.ledger_path)
+        except CryocloudError as e:  # a test that damaged its ledger on purpose
+            print(f"cleanup: {e}")
+        else:
+            active = ledger.jobs(states=ACTIVE)
+            ledger.close()
         for job in active:
             try:
                 cancel_job(settings, str(job.id), Path.cwd(), wait=10.0)

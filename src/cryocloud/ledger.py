@@ -161,7 +161,16 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
             self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as e:
+        except sqlite3.DatabaseError as e:
+            if "not a database" not in str(e) and "malformed" not in str(e):
+                raise CryocloudError(f"cannot open the ledger {path}: {e}",
+                                     "set CRYOCLOUD_HOME to a writable local (not NFS) folder") from None
+            raise CryocloudError(
+                f"the ledger {path} is damaged ({e})",
+                f"move it aside (mv {path} {path}.damaged) and cryocloud starts a new, empty one; the jobs' folders "
+                "and their RELION markers are not touched, but their costs and history live only in the damaged file",
+            ) from None
+        except OSError as e:
             raise CryocloudError(
                 f"cannot open the ledger {path}: {e}",
                 "set CRYOCLOUD_HOME to a writable local (not NFS) folder",

@@ -82,3 +82,15 @@ def test_cryocloud_home_and_its_ledger_are_private(cryocloud_home: Path) -> None
         os.umask(old)
     assert stat.S_IMODE(os.stat(cryocloud_home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(settings.ledger_path).st_mode) == 0o600
+
+
+def test_a_damaged_ledger_says_so_and_how_to_recover(cryocloud_home: Path) -> None:
+    from cryocloud.errors import CryocloudError
+    from cryocloud.ledger import Ledger
+
+    settings = load_settings()
+    cryocloud_home.mkdir(parents=True, exist_ok=True)
+    settings.ledger_path.write_bytes(b"this is not an SQLite file at all, just text that got here" * 20)
+    with pytest.raises(CryocloudError, match="is damaged") as e:
+        Ledger(settings.ledger_path)
+    assert "mv " in e.value.hint and ".damaged" in e.value.hint and "writable" not in e.value.hint
