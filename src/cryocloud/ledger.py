@@ -141,6 +141,9 @@ def compute_usd(usd_per_hour: float, started_at: float, ended_at: float) -> floa
     return round(max(0.0, ended_at - started_at) / 3600 * usd_per_hour, 6)
 
 
+LOCK_WAIT = 30.0  # s a write waits for another process's lock (the queue command waits less: app/submit.py)
+
+
 def private_dir(path: Path) -> None:
     """cryocloud's home and its folders are the user's own (0700), whatever the umask, when cryocloud makes them."""
     if not path.exists():
@@ -149,7 +152,7 @@ def private_dir(path: Path) -> None:
 
 
 class Ledger:
-    def __init__(self, path: Path, wait: float = 30.0) -> None:
+    def __init__(self, path: Path, wait: float = LOCK_WAIT) -> None:
         """`wait`: seconds a write waits for another process's lock before sqlite3 says "database is locked"."""
         self.path = path
         try:

@@ -78,7 +78,7 @@ class Runner:
         return any((d / control.CANCEL).exists() for d in dirs)
 
     def _abort_requested(self) -> bool:
-        return (self.job_dir / self.family.abort_request).exists()
+        return self.family.abort_requested(self.job_dir)
 
     def run_line(self, line: str, env: dict[str, str]) -> Outcome | None:
         """Run one command line; None if it succeeded, else how the job ends."""

@@ -20,14 +20,13 @@ from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
-from cryocloud.ledger import JobRow, Ledger
+from cryocloud.ledger import LOCK_WAIT, JobRow, Ledger
 from cryocloud.monitor import staging
 from cryocloud.monitor.handoff import hand_off
 from cryocloud.monitor.loop import ensure_monitor
 from cryocloud.monitor.passes import dispatch
 from cryocloud.settings import Profile, Settings, load_settings
 
-LEDGER_WAIT = 30.0  # s a write waits for the ledger's lock in the monitor
 COLD_LEDGER_WAIT = 2.0  # s the queue command waits: RELION and the Pipeliner expect it back within seconds
 
 
@@ -75,7 +74,7 @@ def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tup
 
 
 def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
-                  env: Mapping[str, str] | None = None, ledger_wait: float = LEDGER_WAIT) -> Submitted:
+                  env: Mapping[str, str] | None = None, ledger_wait: float = LOCK_WAIT) -> Submitted:
     """Record and start a job from a script RELION filled, for a submitter whose environment is `env`.
     Every refusal, expected or not, ends in RELION's view as failed (run.err line + marker): RELION never sees
     our exit code, and a job nothing runs must not show Running."""
@@ -122,7 +121,7 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
 
 
 def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str],
-                ledger_wait: float = LEDGER_WAIT) -> Submitted:
+                ledger_wait: float = LOCK_WAIT) -> Submitted:
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
@@ -136,7 +135,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
                     f"wait for it, or stop it with `cryocloud cancel {busy[0].id}`",
                 )
             predicted = check_cost(spec, profile, settings, ledger)
-            job_dir = Path(spec.project_dir) / spec.job_dir
+            job_dir = spec.folder
             FAMILIES[spec.client].clear(job_dir)  # stale markers of an earlier run of this folder
             job_id = ledger.add_job(
                 name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
@@ -172,10 +171,14 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
 
 def features_asked(spec: JobSpec, profile: Profile, settings: Settings) -> set[Feature]:
     """What the job asks of its backend beyond one command on one machine."""
-    staged = staging.store_url(settings, profile) is not None
-    wanted = {Feature.FANOUT} if spec.tasks > 1 else set()
+    fanout, staged = spec.tasks > 1, staging.store_url(settings, profile) is not None
+    wanted: set[Feature] = set()
+    if fanout:
+        wanted.add(Feature.FANOUT)
     if staged:
-        wanted |= {Feature.STAGING, Feature.STAGED_FANOUT} if spec.tasks > 1 else {Feature.STAGING}
+        wanted.add(Feature.STAGING)
+    if fanout and staged:
+        wanted.add(Feature.STAGED_FANOUT)
     return wanted
 
 

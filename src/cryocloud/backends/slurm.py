@@ -199,8 +199,7 @@ class SlurmBackend:
         spec = _spec(Path(str(handle.data.get("control_dir", "."))))
         if spec is None:
             return Path("run.out"), Path("run.err")
-        base = Path(spec.project_dir) / spec.job_dir
-        return base / "run.out", base / "run.err"
+        return spec.folder / "run.out", spec.folder / "run.err"
 
 
 def _spec(cdir: Path) -> JobSpec | None:
@@ -209,6 +208,6 @@ def _spec(cdir: Path) -> JobSpec | None:
 
 
 def _abort_requested(spec: JobSpec) -> bool:
-    return (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists()
+    return FAMILIES[spec.client].abort_requested(spec.folder)
 
 

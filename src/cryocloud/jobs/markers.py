@@ -39,6 +39,10 @@ class MarkerFamily:
             return False
         return True
 
+    def abort_requested(self, job_dir: Path) -> bool:
+        """The client asked to abort (RELION's Abort button touches its abort file in the job folder)."""
+        return (job_dir / self.abort_request).exists()
+
     def clear(self, job_dir: Path) -> None:
         """Remove stale exit markers (and an old abort request) before a job (re)starts."""
         for name in (*self.exits, self.abort_request):

@@ -190,7 +190,7 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
 
 def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:
     """RELION's abort file is in the lab's folder, which the node of a staged job does not see: cancel it here."""
-    if (Path(spec.project_dir) / spec.job_dir / FAMILIES[spec.client].abort_request).exists() and \
+    if FAMILIES[spec.client].abort_requested(spec.folder) and \
             not (cdir / control.CANCEL).exists():
         (cdir / control.CANCEL).write_text("aborted on request (RELION_JOB_ABORT_NOW)")
         runlog.note(spec.folder, "abort requested (RELION_JOB_ABORT_NOW); cancelling the job on the node")

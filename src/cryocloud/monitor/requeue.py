@@ -58,7 +58,7 @@ def requeue(settings: Settings, ledger: Ledger, job: JobRow, attempt: AttemptRow
         if current is None or not current.active or last is None or last.id != attempt.id or last.state == REQUEUED:
             return None  # another reconciler handled it already
         backend.cleanup(Handle(attempt.backend, attempt.handle_data))  # nothing of the old attempt left behind
-        job_dir = Path(spec.project_dir) / spec.job_dir
+        job_dir = spec.folder
         FAMILIES[spec.client].clear(job_dir)  # stale markers go before a resume
         for name in (control.RESULT, control.AGENT, staging.VERIFIED, staging.PULLED):
             (cdir / name).unlink(missing_ok=True)
