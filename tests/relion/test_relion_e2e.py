@@ -72,3 +72,31 @@ def test_refine3d_under_mpi(demo_project: Path) -> None:
     jd = demo_project / job
     assert (jd / "run_class001.mrc").exists() and (jd / "run_data.star").exists()
     assert "mpirun" in (jd / "run.out").read_text() or (jd / "run_half1_class001_unfil.mrc").exists()
+
+
+def test_a_facility_template_with_module_load_reaches_relion(demo_project: Path, tmp_path: Path) -> None:
+    """A site's template lines above the command (source, module load, export, an if block) reach the job: the
+    `module load` puts the site's RELION first on PATH, and RELION's `which relion_run_motioncorr` finds it."""
+    from cryocloud.jobs.relion import template_text
+
+    site_bin = tmp_path / "site_relion" / "bin"  # no space: RELION writes `which ...` unquoted
+    site_bin.mkdir(parents=True)
+    seen = tmp_path / "seen.txt"
+    real = subprocess.run(["which", "relion_run_motioncorr"], capture_output=True, text=True, check=True).stdout.strip()
+    wrapper = site_bin / "relion_run_motioncorr"
+    wrapper.write_text(f'#!/bin/bash\necho "$LOADED|$SITE_SCRATCH|$FROM_IF" > "{seen}"\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    (tmp_path / "env.sh").write_text(f'module() {{ export LOADED="$2"; export PATH="{site_bin}:$PATH"; }}\n')
+    site = [f'source "{tmp_path}/env.sh"', "module load relion/5.0", "export SITE_SCRATCH=/scratch/site",
+            'if [ -n "$SITE_SCRATCH" ]; then', "  export FROM_IF=yes", "fi"]
+    template = tmp_path / "site_template.sh"
+    template.write_text(template_text().replace("XXXcommandXXX", "\n".join(site) + "\nXXXcommandXXX"))
+    env = relion_env(demo_project)
+    env["RELION_QSUB_TEMPLATE"] = env["PIPELINER_QSUB_TEMPLATE"] = str(template)
+    job = add_job(demo_project, "MotionCorr", "input_star_mics == Movies/movies.star;do_own_motioncor == Yes;"
+                  f"dose_per_frame == 0.5;nr_threads == 1;do_queue == Yes;qsubscript == {template}", env=env)
+    assert "module load relion/5.0" in (demo_project / job / "run_submit.script").read_text()
+    assert run_job(demo_project, job, env=env) == "succeeded"
+    assert seen.read_text() == "relion/5.0|/scratch/site|yes\n"
+    mics = starfile.read(demo_project / job / "corrected_micrographs.star", always_dict=True)["micrographs"]
+    assert len(mics) == 3

@@ -49,6 +49,33 @@ def test_first_failed_command_stops_the_job(tmp_path: Path) -> None:
     assert not (tmp_path / "never.txt").exists()
 
 
+def test_the_script_runs_as_one_program_so_site_lines_reach_the_commands(tmp_path: Path) -> None:
+    # a facility's template: a `module` function from a sourced file, export, an if block, cd; then the command
+    (tmp_path / "site env.sh").write_text('module() { export LOADED="$2"; }\nexport SITE_ROOT=/opt/site\n')
+    lines = ['source "site env.sh"', "module load relion/5.0", "export OMP_NUM_THREADS=3",
+             'if [ "$OMP_NUM_THREADS" = 3 ]; then', "  export FROM_IF=yes", "else", "  export FROM_IF=no", "fi",
+             "cd External/job001",
+             'echo "$LOADED $SITE_ROOT $OMP_NUM_THREADS $FROM_IF" > seen.txt']
+    job = submit(tmp_path, "External/job001/", lines)
+    assert ended(job) == "succeeded"
+    assert (tmp_path / "External/job001/seen.txt").read_text() == "relion/5.0 /opt/site 3 yes\n"
+
+
+def test_a_failed_line_inside_the_program_stops_it_and_is_named(tmp_path: Path) -> None:
+    job = submit(tmp_path, "External/job001/", ["echo one", "ls /no/such/folder", "echo never > never.txt"])
+    assert ended(job) == "failed"
+    assert not (tmp_path / "never.txt").exists()
+    from cryocloud.app.jobs import refresh
+    from cryocloud.settings import load_settings
+
+    ledger = refresh(load_settings())
+    try:
+        row = ledger.job(job)
+        assert row is not None and "ls /no/such/folder" in row.message and "exited with 2" in row.message
+    finally:
+        ledger.close()
+
+
 def test_program_marker_is_kept(tmp_path: Path) -> None:
     # RELION programs write their own marker; the agent must not add a second one
     job = submit(tmp_path, "External/job001/", ["touch External/job001/RELION_JOB_EXIT_ABORTED"])

@@ -92,3 +92,13 @@ def test_job_folder_must_exist_under_the_project(tmp_path: Path) -> None:
     script.write_text(fill_template("Class2D/job077/", ["echo hi"]))
     with pytest.raises(SubmissionError, match="does not exist"):
         job_spec_from_script(script, tmp_path)
+
+
+SITE_LINES = ["module load relion/5.0", "export OMP_NUM_THREADS=2", "source /opt/site/env.sh",
+              'if [ -n "$SLURM_JOB_ID" ]; then', '  echo "on a node"', "fi"]
+
+
+def test_a_facilitys_own_lines_stay_in_place_and_in_order(tmp_path: Path) -> None:
+    script = tmp_path / "s.sh"
+    script.write_text(fill_template("Class2D/job002/", [*SITE_LINES, CMD, "# a comment the site wrote", "echo done"]))
+    assert read_script(script).commands == [*SITE_LINES, CMD, "# a comment the site wrote", "echo done"]

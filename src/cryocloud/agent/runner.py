@@ -1,8 +1,10 @@
 """Run a job's commands in the project folder and leave exactly one exit marker, whatever happens.
 
-Steps (DESIGN.md): run each command line with bash in its own process group, output appended to the
-job's run.out/run.err; stop at the first failed command; watch for the abort file and SIGTERM; then write
-result.json and the client's exit marker unless the program wrote its own.
+Steps (DESIGN.md): run the job's script as ONE bash program (so a facility's `module load`, `export`, `source`
+and `if` blocks reach the commands after them) in its own process group, output appended to the job's
+run.out/run.err; the MPI launcher goes in front of relion_*_mpi lines; the first failed command stops it (`set
+-e`, as RELION writes its lines bare); watch for the abort file and SIGTERM; then write result.json and the
+client's exit marker unless the program wrote its own.
 """
 
 from __future__ import annotations
@@ -28,12 +30,23 @@ ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop
 KILL_GRACE = 5.0  # SIGTERM -> SIGKILL
 
 
+PROGRAM, FAILED = "job.sh", "failed_command"  # in the control folder: the program bash runs, what stopped it
+
+
 def with_mpi(line: str, ranks: int, launcher: list[str]) -> str:
     """Put the MPI launcher in front of a relion_*_mpi command line (as RELION's local mode does)."""
     if ranks <= 1 or not cmdline.is_mpi(line):
         return line
     prefix = shlex.join(part.replace("{ranks}", str(ranks)) for part in launcher)
-    return f"{prefix} {line}"
+    indent = line[: len(line) - len(line.lstrip())]
+    return f"{indent}{prefix} {line.lstrip()}"
+
+
+def program_text(lines: list[str], ranks: int, launcher: list[str], failed: Path) -> str:
+    """The job's lines as one bash program: stop at the first failed command, and say which one it was."""
+    head = ["set -e", f"__cryocloud_failed={shlex.quote(str(failed))}",
+            """trap 'printf "%s\\n" "$BASH_COMMAND" > "$__cryocloud_failed"' ERR"""]
+    return "\n".join([*head, *(with_mpi(line, ranks, launcher) for line in lines)]) + "\n"
 
 
 @dataclass
@@ -80,12 +93,20 @@ class Runner:
     def _abort_requested(self) -> bool:
         return self.family.abort_requested(self.job_dir)
 
-    def run_line(self, line: str, env: dict[str, str]) -> Outcome | None:
-        """Run one command line; None if it succeeded, else how the job ends."""
-        cmd = with_mpi(line, self.spec.resources.mpi, self.launcher)
-        if cmd != line:
-            self.log(f"running with {self.spec.resources.mpi} MPI ranks: {cmd[: len(cmd) - len(line)].strip()}")
-        proc = start_process_group(["bash", "-c", cmd], cwd=self.project, env=env,
+    def run_program(self, env: dict[str, str]) -> Outcome | None:
+        """Run the job's lines as one bash program; None if it succeeded, else how the job ends."""
+        failed = self.control_dir / FAILED
+        failed.unlink(missing_ok=True)
+        program = self.control_dir / PROGRAM
+        lines = self.spec.commands
+        program.write_text(program_text(lines, self.spec.resources.mpi, self.launcher, failed), encoding="utf-8")
+        launched = [with_mpi(ln, self.spec.resources.mpi, self.launcher) for ln in lines]
+        for line, cmd in zip(lines, launched, strict=True):
+            if cmd != line:
+                self.log(f"running with {self.spec.resources.mpi} MPI ranks: "
+                         f"{cmd.lstrip()[: len(cmd) - len(line)].strip()}")
+                break
+        proc = start_process_group(["bash", str(program)], cwd=self.project, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
         try:
@@ -108,7 +129,8 @@ class Runner:
             self.log("cancelled by the user; the job was stopped")
             return Outcome(State.ABORTED, rc, "cancelled")
         if rc != 0:
-            return Outcome(State.FAILED, rc, f"command exited with {rc}: {line[:200]}")
+            what = failed.read_text(errors="replace").strip() if failed.exists() else ""
+            return Outcome(State.FAILED, rc, f"command exited with {rc}: {(what or 'the job script')[:200]}")
         return None
 
     def record(self, **values: object) -> None:
@@ -125,12 +147,7 @@ class Runner:
             env["CRYOCLOUD_TASK_INDEX"] = str(self.shard["index"])
             env["CRYOCLOUD_TASK_COUNT"] = str(self.shard["count"])
         self.log(f"job {self.spec.name} started on {socket.gethostname()} (pid {os.getpid()})")
-        outcome = Outcome(State.SUCCEEDED, 0, "")
-        for line in self.spec.commands:
-            ended = self.run_line(line, env)
-            if ended is not None:
-                outcome = ended
-                break
+        outcome = self.run_program(env) or Outcome(State.SUCCEEDED, 0, "")
         # A program's own marker is the job's verdict as RELION sees it; keep the two views equal.
         own = self.family.existing(self.job_dir) if self.shard is None else None
         if own is not None and own != outcome.state:

@@ -82,25 +82,29 @@ def read_script(path: Path) -> FilledScript:
     except OSError as e:
         raise SubmissionError(f"cannot read {path}: {e.strerror}", "check the file's permissions") from None
     raw: dict[str, str] = {}
-    commands: list[str] = []
-    for line in text.splitlines():
+    commands: list[str] = []  # the script's body as written: a facility's own lines stay where they are
+    for i, line in enumerate(text.splitlines()):
         m = HEADER.match(line)
         if m:
             raw[m["key"]] = m["value"]
-        elif line.strip() and not line.lstrip().startswith("#"):
-            commands.append(line.strip())
+        elif not (i == 0 and line.startswith("#!")):
+            commands.append(line.rstrip())
+    while commands and (not commands[0].strip() or commands[0].lstrip().startswith("#")):
+        commands.pop(0)  # the template's own comments (and #SBATCH-style lines) above the first command
+    while commands and not commands[-1].strip():
+        commands.pop()
     if not raw:
         raise SubmissionError(
             f"{path} was not made from cryocloud's template (no '# cryocloud.' lines)",
             "run `cryocloud relion setup` in the project folder and set RELION's 'Standard submission script' to "
             "the template it prints",
         )
-    if "XXXcommandXXX" in commands or raw.get("name") == FIELDS["name"]:
+    if any(c.strip() == "XXXcommandXXX" for c in commands) or raw.get("name") == FIELDS["name"]:
         raise SubmissionError(
             f"{path} is the template itself, not a script RELION filled from it",
             "submit from RELION (Running tab: Submit to queue = Yes); it writes <job>/run_submit.script",
         )
-    if not commands:
+    if not any(c.strip() and not c.lstrip().startswith("#") for c in commands):
         raise SubmissionError(f"{path} holds no command to run", "RELION writes the job's commands in place of XXXcommandXXX")
     fields = {k: v for k, v in raw.items() if v and not PLACEHOLDER.match(v)}
     client = "pipeliner" if any(PIPELINER_RUNNER in c for c in commands) else "relion"

@@ -9,7 +9,9 @@
   downstream job on the final file). `--i` is dropped: a continue reads its data from the optimiser file.
 - A per-micrograph job (MotionCorr, CtfFind, Extract, AutoPick) runs again with `--only_do_unfinished`, never
   from scratch.
-- Anything else cannot continue: `plan_resume` says why, and the job ends as failed with that hint.
+- Any other RELION program cannot continue: `plan_resume` says why, and the job ends as failed with that hint.
+  A job with no RELION program that can continue (a plain command) cannot either. A facility's own template
+  lines (`module load`, `export`, an `if` block) stay as written and run again before the continued command.
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ def plan_resume(spec: JobSpec) -> Resume:
             out.append(text if "--only_do_unfinished" in (cmdline.words(text) or []) else f"{text} --only_do_unfinished")
             where = where or "unfinished micrographs"
             continue
-        return Resume(None, f"{text.split()[0]} cannot continue from where it was (only relion_refine iterations "
+        if not name:  # a facility's own line (module load, export, source, if ... fi): runs again as written
+            out.append(line)
+            continue
+        return Resume(None, f"{name} cannot continue from where it was (only relion_refine iterations "
                             "and per-micrograph jobs can)")
     if not where:
         return Resume(None, "it has no command that can continue")
