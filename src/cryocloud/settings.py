@@ -62,6 +62,14 @@ class Profile:
     backend: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def pass_env(self) -> tuple[str, ...]:
+        """Names (or patterns) this profile's jobs get beyond what every job gets (jobs/environment.PASS)."""
+        value = self.options.get("pass_env", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"profile {self.name!r}: pass_env must be a list of variable names or patterns",
+                              'e.g. pass_env = ["MY_LAB_*", "SCRATCH"]')
+        return tuple(value)
+
 
 @dataclass(frozen=True)
 class Settings:

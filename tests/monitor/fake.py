@@ -15,7 +15,7 @@ from typing import Any
 
 from cryocloud.backends.base import BackendStatus, Handle, Launch
 from cryocloud.errors import CryocloudError
-from cryocloud.jobs import control
+from cryocloud.jobs import control, environment
 from cryocloud.jobs.spec import InputFile, JobSpec, Resources
 from cryocloud.ledger import Ledger
 from cryocloud.monitor.passes import dispatch, reconcile
@@ -112,7 +112,7 @@ def settings_for(home: Path, *, budgets: dict[str, float] | None = None, **optio
 def queue(settings: Settings, ledger: Ledger, project: Path, job_dir: str, commands: list[str] | None = None,
           clock: FakeClock | None = None, client: str = "relion", inputs: list[InputFile] | None = None,
           cpus: int = 1, profile: str = "fake", tasks: int = 1) -> int:
-    """Record a job as `submit` does (ledger row, control folder, launch.json, env.json), without starting it."""
+    """Record a job as `submit` does (ledger row, control folder, launch.json, the kept environment), without starting it."""
     spec = JobSpec(job_dir, client, "Class2D", str(project), job_dir, commands or ["true"], inputs=inputs or [],
                    resources=Resources(threads=cpus), tasks=tasks)
     (project / job_dir).mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def queue(settings: Settings, ledger: Ledger, project: Path, job_dir: str, comma
         cdir.mkdir(parents=True)
         ledger.update_job(job, control_dir=str(cdir))
         control.write_json(cdir / control.LAUNCH, {"spec": asdict(spec), "mpi_launcher": ["mpirun"]})
-        control.write_json(cdir / control.ENV, {"PATH": "/usr/bin:/bin"})
+        environment.keep(settings.run_dir, job, {"PATH": "/usr/bin:/bin"})
     return job
 
 

@@ -42,4 +42,4 @@ def test_a_staged_fan_out_is_refused_by_slurm_and_a_plain_one_is_not(tmp_path: P
 
 def test_a_slurm_profile_takes_exactly_the_options_its_class_has() -> None:
     keys = BACKENDS["slurm"].profile_keys()
-    assert set(keys) == set(SlurmOptions.keys()) | {"mpi_launcher"} and "profile" not in keys
+    assert set(keys) == set(SlurmOptions.keys()) | {"mpi_launcher", "pass_env"} and "profile" not in keys

@@ -76,6 +76,45 @@ def test_a_failed_line_inside_the_program_stops_it_and_is_named(tmp_path: Path) 
         ledger.close()
 
 
+def _files_holding(roots: list[Path], needle: bytes) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_a_job_gets_what_it_needs_and_no_secret_is_written_anywhere(tmp_path: Path, cryocloud_home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # secrets with ordinary names, which no list of secret-looking names catches; a lab setting its profile passes
+    monkeypatch.setenv("DB_PASS", "hunter2-db")
+    monkeypatch.setenv("MY_API_KEY", "key-0xC0FFEE")
+    monkeypatch.setenv("MY_LAB_SCRATCH", "/scratch/lab")
+    monkeypatch.setenv("RELION_SCRATCH_DIR", "/scratch/relion")
+    monkeypatch.setenv("CRYOCLOUD_LOCAL_CPUS", "1")
+    cryocloud_home.mkdir()
+    (cryocloud_home / "config.toml").write_text('[profiles.local]\nbackend = "local"\npass_env = ["MY_LAB_*"]\n')
+    project = tmp_path / "project"
+    first = submit(project, "External/job001/", [f"{flag_wait(tmp_path / 'go')}"])  # holds the only CPU slot
+    second = submit(project, "External/job002/", ["env > External/job002/env.txt"])
+    assert job_state(second) == "queued"  # its environment waits for it somewhere private, not in the project
+    kept = list((cryocloud_home / "run" / "env").glob("*.json"))
+    assert kept and all(oct(p.stat().st_mode)[-3:] == "600" for p in kept)
+    assert oct((cryocloud_home / "run").stat().st_mode)[-3:] == "700"
+    (tmp_path / "go").touch()
+    assert ended(first) == "succeeded" and ended(second) == "succeeded"
+    seen = (project / "External/job002/env.txt").read_text()
+    assert "MY_LAB_SCRATCH=/scratch/lab" in seen and "RELION_SCRATCH_DIR=/scratch/relion" in seen
+    assert "PATH=" in seen
+    for secret in (b"hunter2-db", b"key-0xC0FFEE"):
+        assert _files_holding([project, cryocloud_home], secret) == []
+    assert wait_for(lambda: not list((cryocloud_home / "run" / "env").glob("*.json")))  # gone once the jobs end
+    # and so a snapshot of the project cannot carry them
+    from cryocloud.storage.project import push_project
+    from cryocloud.storage.stores import open_store
+
+    push_project(open_store(str(tmp_path / "store")), project, "project")
+    for secret in (b"hunter2-db", b"key-0xC0FFEE"):
+        assert _files_holding([tmp_path / "store"], secret) == []
+    assert _files_holding([tmp_path / "store"], b"/scratch/lab")  # the job's own output was backed up
+
+
 def test_program_marker_is_kept(tmp_path: Path) -> None:
     # RELION programs write their own marker; the agent must not add a second one
     job = submit(tmp_path, "External/job001/", ["touch External/job001/RELION_JOB_EXIT_ABORTED"])
@@ -244,10 +283,10 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
         assert main(["submit", "External/job001/run_submit.script"]) == 0  # cold: starts the monitor
     assert wait_for(lambda: monitor_pid(load_settings()) is not None)
     assert wait_for(lambda: (load_settings().run_dir / "submit.sock").exists())
-    # the second submitter's own environment reaches its job; its secrets do not
-    monkeypatch.setenv("MY_LAB_SETTING", "from-the-second-shell")
+    # the second submitter's own environment reaches its job (what jobs get); its secrets do not
+    monkeypatch.setenv("RELION_SCRATCH_DIR", "from-the-second-shell")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-copy-me")
-    make_job(tmp_path, "External/job002/", ["echo setting=$MY_LAB_SETTING secret=${AWS_SECRET_ACCESS_KEY:-none}"])
+    make_job(tmp_path, "External/job002/", ["echo setting=$RELION_SCRATCH_DIR secret=${AWS_SECRET_ACCESS_KEY:-none}"])
     from cryocloud.monitor.handoff import hand_off
 
     answer = hand_off(load_settings(), Path("External/job002/run_submit.script"), tmp_path, os.environ)
@@ -255,8 +294,6 @@ def test_warm_submissions_go_through_the_running_monitor(tmp_path: Path, monkeyp
     assert ended(2) == "succeeded"
     out = (tmp_path / "External/job002/run.out").read_text()
     assert "setting=from-the-second-shell secret=none" in out
-    env_file = tmp_path / "External/job002/.cryocloud/job2/env.json"
-    assert "do-not-copy-me" not in env_file.read_text() and oct(env_file.stat().st_mode)[-3:] == "600"
     # a refusal answered by the monitor reads the same as a cold one
     make_job(tmp_path, "Class2D/job003/", ["relion_refine --i nothere.star --o Class2D/job003/run"])
     with in_dir(tmp_path):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryocloud.jobs import cmdline, control, runlog
-from cryocloud.jobs.environment import job_environment
+from cryocloud.jobs.environment import with_mpi_rights
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
@@ -142,7 +142,7 @@ class Runner:
         self.record(pid=os.getpid(), host=socket.gethostname(), started_at=started)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        env = job_environment(os.environ)
+        env = with_mpi_rights(os.environ)  # started with what the job needs (jobs/environment.py)
         if self.shard is not None:
             env["CRYOCLOUD_TASK_INDEX"] = str(self.shard["index"])
             env["CRYOCLOUD_TASK_COUNT"] = str(self.shard["count"])

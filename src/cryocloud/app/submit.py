@@ -14,7 +14,7 @@ from typing import Any
 from cryocloud.backends.base import get_backend
 from cryocloud.backends.registry import BACKENDS, Feature
 from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError, close_matches
-from cryocloud.jobs import control, runlog
+from cryocloud.jobs import control, environment, runlog
 from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
@@ -125,6 +125,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
     get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
+    job_env = job_environment(env, profile.pass_env())  # what the job needs, never the whole environment
     ledger = Ledger(settings.ledger_path, wait=ledger_wait)
     try:
         with ledger.transaction():
@@ -146,7 +147,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
             cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
             cdir.mkdir(parents=True, exist_ok=True)
             ledger.update_job(job_id, control_dir=str(cdir))
-            control.write_json(cdir / control.ENV, job_environment(env))  # secrets are dropped here
+            environment.keep(settings.run_dir, job_id, job_env)  # private, outside the project tree
             control.write_json(cdir / control.LAUNCH, {
                 "spec": asdict(spec), "mpi_launcher": _launcher(profile, settings),
             })

@@ -51,7 +51,7 @@ HINTS = {
     Feature.REQUEUE: "resubmit it when it is interrupted",
     Feature.QUEUES: "leave RELION's Queue name at its default, or name a profile",
 }
-COMMON_KEYS = ("mpi_launcher",)  # read by the submit path for every backend
+COMMON_KEYS = ("mpi_launcher", "pass_env")  # read by the submit path for every backend
 BACKENDS: dict[str, BackendInfo] = {
     "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend"),
     "slurm": BackendInfo(

@@ -101,7 +101,7 @@ class SlurmBackend:
         if spec.tasks > 1:
             self._write_shards(cdir, spec.tasks)
         argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
-                              exports=st.export_names(env, self.opts.export),
+                              exports=st.export_names(env),
                               job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"), pack=pack, staged=staged)
         done = run_command(argv, cwd=spec.project_dir, env=env, timeout=TIMEOUT, check=False,
                            hint="check that slurmctld answers (`scontrol ping`) and SLURM_CONF is right")

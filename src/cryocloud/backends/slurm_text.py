@@ -6,10 +6,9 @@ sinfo and the jobcomp file print. Pure functions only (no subprocess, no files),
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +91,6 @@ class SlurmOptions:
     qos: str = ""
     max_time: str = ""
     sbatch_args: tuple[str, ...] = ()
-    export: tuple[str, ...] | None = None  # names or patterns (RELION_*); None: the whole environment minus secrets
     gpu_flag: str = "gres"  # gres: --gres=gpu:N; gpus: --gpus=N
     python: str = ""  # the Python that runs the agent on the nodes (a shared venv); empty: this one
     staging: str = "none"  # none: the nodes share the lab's filesystem
@@ -178,13 +176,10 @@ def slurm_time(seconds: int) -> str:
     return f"{d}-{h:02d}:{rest // 60:02d}:00"
 
 
-def export_names(env: Mapping[str, str], patterns: Iterable[str] | None) -> list[str]:
-    """Variables the job gets (sbatch --export=NAMES takes their values from sbatch's own environment)."""
-    names = sorted(n for n in env if NAME.match(n))
-    if patterns is None:
-        return names
-    pats = list(patterns)
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+def export_names(env: Mapping[str, str]) -> list[str]:
+    """The names for sbatch's --export: the job's environment (what it needs: jobs/environment.py), never ALL
+    (sbatch takes the values from its own environment, which is that same one)."""
+    return sorted(n for n in env if NAME.match(n))
 
 
 def partition_for(spec: JobSpec, opts: SlurmOptions) -> str:

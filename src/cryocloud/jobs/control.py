@@ -6,7 +6,6 @@ Files (all written atomically):
   result.json   the final state, exit code and times, written when it ends
   cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed"); its text,
                 if any, says why cryocloud stopped the job (e.g. over budget)
-  env.json      the submitter's environment minus secrets (mode 0600), given to the agent at launch
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-LAUNCH, AGENT, RESULT, CANCEL, ENV = "launch.json", "agent.json", "result.json", "cancel", "env.json"
+LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from cryocloud.backends.base import Backend, Handle, Launch, get_backend
 from cryocloud.errors import CryocloudError
-from cryocloud.jobs import control, runlog
+from cryocloud.jobs import control, environment, runlog
 from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
-from cryocloud.jobs.states import STARTED, State
+from cryocloud.jobs.states import ACTIVE, STARTED, State
 from cryocloud.ledger import JobRow, Ledger, compute_usd
 from cryocloud.monitor import fanout, staging
 from cryocloud.monitor.requeue import requeue
@@ -54,6 +54,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
     started: list[int] = []
     backends = _Backends(settings, backend_for)
     with ledger.transaction():
+        environment.forget_ended(settings.run_dir, {j.id for j in ledger.jobs(states=ACTIVE)})
         running: dict[str, list[JobSpec]] = {}
         for job in ledger.jobs(states=STARTED):
             running.setdefault(job.profile, []).append(JobSpec.from_json(job.spec))
@@ -72,8 +73,9 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     blocked.add(job.profile)
                     continue
                 cdir = Path(job.control_dir)
-                env = control.read_json(cdir / control.ENV) or job_environment(os.environ)
-                launch = Launch(job.id, spec, cdir, {str(k): str(v) for k, v in env.items()})
+                env = (environment.kept(settings.run_dir, job.id)
+                       or job_environment(os.environ, settings.profile(job.profile).pass_env()))
+                launch = Launch(job.id, spec, cdir, env)
                 handle = backend.submit(launch)
             except CryocloudError as e:
                 finish(ledger, job, None, {"state": State.FAILED, "message": e.message, "ended_at": clock()})
