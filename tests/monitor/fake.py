@@ -48,13 +48,16 @@ class FakeBackend:
     refuse: str = ""  # submit raises this (e.g. an unknown partition)
     name: str = "fake"
     machine: str = "fake-1"
-    usd_per_hour: float = 3600.0  # one USD a second: budgets are crossed in a few fake seconds
+    rate: float = 3600.0  # one USD a second: budgets are crossed in a few fake seconds
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
     cleaned: list[str] = field(default_factory=list)
 
     def __call__(self, profile: Profile, settings: Settings) -> FakeBackend:  # the monitor's backend_for
         return self
+
+    def usd_per_hour(self, spec: JobSpec) -> float:
+        return self.rate
 
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         return sum(r.resources.cpus for r in running) + spec.resources.cpus <= self.slots

@@ -283,3 +283,38 @@ def test_controller_down(slurm: Cluster, tmp_path: Path, monkeypatch: pytest.Mon
     backend = get_backend(load_settings().profile("slurm"), load_settings())
     with pytest.raises(CryocloudError):  # unreachable: the monitor asks again later, never guesses an end
         backend.status(Handle("slurm", {"job_id": "1", "control_dir": str(tmp_path)}))
+
+
+def test_a_cluster_prices_itself_free_unless_its_profile_names_a_rate(slurm: Cluster, cryocloud_home: Path,
+                                                                      tmp_path: Path) -> None:
+    from cryocloud.errors import SubmissionError
+    from spine.test_budget_submit import class2d_job
+
+    # no rates: free, so a Max cost of 0.0001 USD is no obstacle (it was priced at AWS's cheapest machine)
+    write_config(cryocloud_home, mpi_launcher=["mpirun", "-n", "{ranks}"])
+    job = submit(tmp_path, "Class2D/job003/", ["echo classified"], extras={"extra2": "0.0001"})
+    assert ended(job) == "succeeded"
+    out = (tmp_path / "Class2D/job003/run.out").read_text()
+    assert "predicted at 0 USD (slurm profile slurm sets no rate)" in out
+    # a site that charges 1000 USD per CPU-hour: the same Max cost refuses a real Class2D, with the figures
+    write_config(cryocloud_home, mpi_launcher=["mpirun", "-n", "{ranks}"], usd_per_cpu_hour=1000.0,
+                 sbatch_args=["--hold"])  # accepted jobs wait in Slurm's queue: the test cancels them
+    project = tmp_path / "priced"
+    script = class2d_job(project, extras={"extra2": "0.0001"})
+    with in_dir(project), pytest.raises(SubmissionError) as e:
+        submit_script(script.relative_to(project), project)
+    assert "over its Max cost of 0.0001 USD" in e.value.message and "USD/h on slurm profile slurm" in e.value.message
+    assert markers(project / "Class2D/job002") == ["RELION_JOB_EXIT_FAILURE"]
+    # priced, accepted: the prediction is a dated line in run.out, and the attempt is billed at that rate
+    (project / "Class2D/job002/RELION_JOB_EXIT_FAILURE").unlink()
+    script.write_text(script.read_text().replace("# cryocloud.extra2: 0.0001", "# cryocloud.extra2: "))
+    with in_dir(project):
+        accepted = submit_script(script.relative_to(project), project).job
+    assert accepted.predicted_usd is not None and accepted.predicted_usd > 0.0001
+    line = next(ln for ln in (project / "Class2D/job002/run.out").read_text().splitlines() if "predicted" in ln)
+    assert line.startswith("[cryocloud 20") and "at 1000 USD/h on slurm profile slurm" in line
+    assert job_state(accepted.id) == "starting"  # held in Slurm's queue: not running, not billed
+    from cryocloud.app.jobs import cancel_job
+
+    cancel_job(load_settings(), str(accepted.id), project)
+    assert ended(accepted.id) == "aborted"

@@ -3,6 +3,7 @@ Records the job, starts it where it fits, and refuses with a reason RELION shows
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -142,7 +143,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
                 name=spec.name, client=spec.client, job_type=spec.job_type, project_dir=spec.project_dir,
                 job_dir=spec.job_dir, profile=profile.name, backend=profile.backend, user=settings.user,
                 project=Path(spec.project_dir).name, state=State.QUEUED, submitted_at=time.time(),
-                spec=spec.to_json(), predicted_usd=predicted,
+                spec=spec.to_json(), predicted_usd=predicted.usd if predicted else None,
             )
             cdir = control.control_dir_for(Path(spec.project_dir), spec.job_dir, job_id)
             cdir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,8 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
                 "spec": asdict(spec), "mpi_launcher": _launcher(profile, settings),
             })
             ledger.event(job_id, f"submitted to {profile.name} ({spec.job_type}, {spec.data_bytes} bytes of input)")
-        runlog.note(job_dir, f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}")
+        runlog.note(job_dir, f"cryocloud job {job_id}: {spec.job_type} queued on {profile.name}"
+                    + (f"; {predicted.line()}" if predicted else ""))
         try:
             dispatch(settings, ledger)
         except Exception as e:  # recorded but not started: it must not wait in the queue while RELION says failed
@@ -183,7 +185,36 @@ def features_asked(spec: JobSpec, profile: Profile, settings: Settings) -> set[F
     return wanted
 
 
-def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledger) -> float | None:
+@dataclass(frozen=True)
+class Prediction:
+    usd: float
+    hours: float | None  # None: a free backend needs no runtime to price a job
+    usd_per_hour: float
+    where: str  # what the price is of, e.g. "the workstation" or "slurm profile hpc"
+
+    def line(self) -> str:
+        if self.usd_per_hour == 0:
+            return f"predicted at 0 USD ({self.where} sets no rate)"
+        hours = hours_text(self.hours) if self.hours is not None else "its wall time"
+        return f"predicted at {usd_text(self.usd)} USD ({hours} at {usd_text(self.usd_per_hour)} USD/h on {self.where})"
+
+
+def usd_text(usd: float) -> str:
+    """USD with the digits that mean something: 0.0042, 0.37, 12.50."""
+    if usd <= 0:
+        return "0"
+    if usd >= 1:
+        return f"{usd:.2f}".removesuffix(".00")
+    return f"{usd:.{max(2, 1 - math.floor(math.log10(usd)))}f}".rstrip("0")
+
+
+def hours_text(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"~{max(1, round(hours * 3600))} s"
+    return f"~{hours * 60:.0f} min" if hours < 1 else f"~{hours:.1f} h"
+
+
+def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledger) -> Prediction | None:
     """Predict the job's cost where it will run and refuse it over a budget or its own 'Max cost' field.
 
     Local jobs are planned only when a limit applies (planning must never block a job the model cannot size).
@@ -191,39 +222,52 @@ def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledg
     from cryocloud.planner.budget import budget_states, check_budget
 
     project, max_usd = Path(spec.project_dir).name, spec.extras.get("max_usd", "")
-    limited = bool(max_usd) or bool(budget_states(settings, ledger, settings.user, project))
-    if profile.backend == "local" and not limited:
-        return None
-    predicted = _predict(spec, profile, settings)
+    cap = None
     if max_usd:
         try:
             cap = float(max_usd)
         except ValueError:
             raise SubmissionError(f"Max cost {max_usd!r} is not a number of USD",
                                   "leave RELION's 'Max cost' field empty or give e.g. 25") from None
-        if predicted is not None and predicted > cap:
-            raise SubmissionError(f"this job is predicted at {predicted:.2f} USD, over its Max cost of {cap:.2f} USD",
-                                  "raise 'Max cost' in RELION's Running tab, or see `cryocloud plan` for cheaper options")
-    check_budget(settings, ledger, settings.user, project, predicted)
+    limited = cap is not None or bool(budget_states(settings, ledger, settings.user, project))
+    if profile.backend == "local" and not limited:
+        return None
+    predicted = predict(spec, profile, settings)
+    if cap is not None and predicted is not None and predicted.usd > cap:
+        raise SubmissionError(
+            f"this job is {predicted.line()}, over its Max cost of {usd_text(cap)} USD",
+            "raise 'Max cost' in RELION's Running tab, or see `cryocloud plan` for cheaper options")
+    check_budget(settings, ledger, settings.user, project, predicted.usd if predicted else None)
     return predicted
 
 
-def _predict(spec: JobSpec, profile: Profile, settings: Settings) -> float | None:
+def predict(spec: JobSpec, profile: Profile, settings: Settings) -> Prediction | None:
+    """The job's cost where its profile runs it, priced by that backend (None: no way to tell)."""
+    from cryocloud.backends.slurm_text import time_seconds
     from cryocloud.planner.model import job_kind
-    from cryocloud.planner.plan import plan_for_spec
+    from cryocloud.planner.plan import hours_on_allocation, plan_for_spec
 
-    try:
-        job_kind(spec.job_type)
-    except CryocloudError:
-        return None  # a job type without a runtime model (External, a command)
-    try:
-        plan = plan_for_spec(spec, settings, instance=spec.extras.get("machine") or None)
-    except CryocloudError:
-        if profile.backend == "local":
+    if profile.backend == "local":
+        try:
+            job_kind(spec.job_type)
+            plan = plan_for_spec(spec, settings, instance=spec.extras.get("machine") or None)
+        except CryocloudError:
+            return None  # a job type without a runtime model (External, a command), or one it cannot size
+        if plan.local is None:
             return None
-        raise
-    option = plan.local if profile.backend == "local" else plan.best
-    return option.usd if option else None
+        return Prediction(plan.local.usd, plan.local.hours, plan.local.usd_per_hour, "the workstation")
+    rate = get_backend(profile, settings).usd_per_hour(spec)
+    where = f"{profile.backend} profile {profile.name}"
+    if rate == 0:
+        return Prediction(0.0, None, 0.0, where)
+    hours = hours_on_allocation(spec, settings)
+    wall = spec.resources.wall_time or spec.extras.get("wall_time", "")
+    if hours is None and wall:
+        try:
+            return Prediction(time_seconds(wall) / 3600 * rate, None, rate, where)  # at most its wall time
+        except SubmissionError:
+            return None  # the backend refuses the wall time itself, with its hint, when it launches the job
+    return None if hours is None else Prediction(hours * rate, hours, rate, where)
 
 
 def _launcher(profile: Profile, settings: Settings) -> list[str]:

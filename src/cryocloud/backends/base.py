@@ -52,7 +52,11 @@ class Launch:
 class Backend(Protocol):
     name: str
     machine: str  # what `costs` shows for the machine column
-    usd_per_hour: float
+
+    def usd_per_hour(self, spec: JobSpec) -> float:
+        """What the job costs per hour here: each backend prices itself (the workstation rate, a cluster
+        profile's own rates, the cloud's catalog), never at another backend's prices."""
+        ...
 
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         """True if the job can start now next to `running` (jobs of this backend already started)."""

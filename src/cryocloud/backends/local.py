@@ -27,7 +27,10 @@ class LocalBackend:
         self.cpus = settings.local_cpus
         self.gpus = settings.local.gpus
         self.machine = f"workstation ({self.cpus} CPUs)"
-        self.usd_per_hour = settings.general.workstation_usd_per_hour
+        self.rate = settings.general.workstation_usd_per_hour
+
+    def usd_per_hour(self, spec: JobSpec) -> float:
+        return self.rate
 
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         if not running:

@@ -48,9 +48,13 @@ class SlurmBackend:
                 "run cryocloud on a Slurm login node (or `module load slurm`), or choose another profile",
             )
         self.machine = f"slurm {self.opts.partition or 'default partition'}"
-        self.usd_per_hour = self.opts.usd_per_hour
         self._queue: tuple[float, list[st.QueueRow]] | None = None
         self._queue_error: tuple[float, CryocloudError] | None = None
+
+    def usd_per_hour(self, spec: JobSpec) -> float:
+        """The profile's own rates (free when it names none): per job-hour, per CPU-hour, per GPU-hour."""
+        o, r = self.opts, spec.resources
+        return o.usd_per_hour + r.cpus * o.usd_per_cpu_hour + r.gpus * o.usd_per_gpu_hour
 
     # -- commands ---------------------------------------------------------------------------------------
     def _run(self, argv: list[str], check: bool = True, env: dict[str, str] | None = None) -> Completed:

@@ -94,7 +94,9 @@ class SlurmOptions:
     gpu_flag: str = "gres"  # gres: --gres=gpu:N; gpus: --gpus=N
     python: str = ""  # the Python that runs the agent on the nodes (a shared venv); empty: this one
     staging: str = "none"  # none: the nodes share the lab's filesystem
-    usd_per_hour: float = 0.0
+    usd_per_hour: float = 0.0  # the site's rates, added up; all 0 (free) unless the profile names one
+    usd_per_cpu_hour: float = 0.0
+    usd_per_gpu_hour: float = 0.0
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
     profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
     pack_tasks: bool = True  # a fan-out larger than the partition can run at once: several shards per array task

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Names (or shell-style patterns) a job needs: the search paths, the user and locale, RELION and the CCP-EM
 # Pipeliner, MPI, threads and math libraries, GPUs, environment modules and conda, containers, cryocloud's own
-# settings, and the Slurm client's configuration (sbatch runs with this environment).
+# settings, the Slurm client's configuration (sbatch runs with this environment), and the object store's address.
 PASS = (
     "PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "MANPATH", "PKG_CONFIG_PATH",
     "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR", "DISPLAY",
@@ -27,6 +27,9 @@ PASS = (
     "UCX_*", "CUDA_*", "NVIDIA_*", "CUDNN_*", "NCCL_*",
     "MODULEPATH", "MODULESHOME", "MODULES_*", "LOADEDMODULES", "_LMFILES_", "LMOD_*",
     "APPTAINER_*", "SINGULARITY_*", "XDG_*", "CRYOCLOUD_*", "SLURM_CONF",
+    # where the object store is (a staged job's node reads it); keys come from boto3's own chain, never from here
+    "AWS_ENDPOINT_URL*", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
 )
 
 

@@ -83,7 +83,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 continue
             data = {**handle.data, "control_dir": str(cdir)}
             ledger.add_attempt(job.id, backend=backend.name, handle=json.dumps(data), machine=backend.machine,
-                               usd_per_hour=backend.usd_per_hour, price_source=backend.name,
+                               usd_per_hour=backend.usd_per_hour(spec), price_source=backend.name,
                                started_at=None, state=State.STARTING)
             # starting: handed to the backend, which may queue it (a PENDING Slurm job); running, and billed,
             # from when the backend says it runs (reconcile)

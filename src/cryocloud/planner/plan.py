@@ -181,6 +181,20 @@ def _local_option(kind: model.JobKind, size: model.JobSize, settings: Settings, 
                   "config general.workstation_usd_per_hour", est, desc)
 
 
+def hours_on_allocation(spec: JobSpec, settings: Settings) -> float | None:
+    """Predicted hours of a job on what it asked of a cluster (its CPUs and GPUs; memory is the cluster's
+    business), its data already there (a shared filesystem). None when the job type has no runtime model or
+    the model cannot size it."""
+    try:
+        kind = model.job_kind(spec.job_type)
+        r = spec.resources
+        machine = LocalMachine("allocation", max(1, r.cpus), 1.0e6, r.gpus, gpu_memory_gib=1.0e3)
+        est = model.predict(kind, size_from_spec(spec), machine, asked_gpus=r.gpus)
+    except CryocloudError:
+        return None
+    return est.compute_hours
+
+
 def _sizes_text(size: model.JobSize) -> str:
     return ", ".join(f"{k}={getattr(size, k):g}" for k in model.LIMITS if getattr(size, k))
 
