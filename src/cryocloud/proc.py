@@ -149,3 +149,18 @@ def process_start_time(pid: int) -> float:
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return 0.0
+
+
+def pid_file_process(path: Path, needle: str) -> int | None:
+    """The pid written in `path`, if that process runs and its command line holds `needle` (no pid reuse)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or not pid_alive(int(text)):
+        return None
+    try:
+        cmdline = Path(f"/proc/{text}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    return int(text) if needle in cmdline else None

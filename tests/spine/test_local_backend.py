@@ -146,6 +146,31 @@ def test_killed_agent_ends_as_failed_not_running(tmp_path: Path) -> None:
     assert wait_for(lambda: not _group_alive(pgid)), "the job's processes must not outlive its agent"
 
 
+def test_monitor_then_agent_killed_is_marked_with_no_command_run(tmp_path: Path) -> None:
+    """The OOM killer takes the monitor, then the job's agent: the agent restarted the monitor, which marks the
+    job failed in RELION's view by itself. The test only watches files: it runs no cryocloud command."""
+    from cryocloud.monitor.loop import monitor_pid
+    from cryocloud.settings import load_settings
+
+    job = submit(tmp_path, "External/job001/", ["sleep 300"])
+    jd = tmp_path / "External/job001"
+    agent_json = jd / f".cryocloud/job{job}/agent.json"
+    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
+    settings = load_settings()
+    assert wait_for(lambda: monitor_pid(settings) is not None)
+    first = monitor_pid(settings)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    assert wait_for(lambda: monitor_pid(settings) not in (None, first), 120), "the agent did not restart the monitor"
+    assert "monitor is not running; starting it" in (jd / "run.out").read_text()
+    agent = json.loads(agent_json.read_text())
+    os.kill(agent["pid"], signal.SIGKILL)
+    assert wait_for(lambda: markers(jd) != [], 120), "no marker: RELION would show Running"
+    assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
+    assert "without reporting" in (jd / "run.err").read_text()
+    assert wait_for(lambda: not _group_alive(agent["child_pgid"]))
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from cryocloud.jobs.environment import with_mpi_rights
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
-from cryocloud.proc import start_process_group
+from cryocloud.proc import pid_file_process, spawn_detached, start_process_group
+from cryocloud.settings import MONITOR_ENTRY
 
 POLL = 0.25  # seconds between checks of the abort file and signals (the command's exit is seen at once)
 ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop on its own before SIGTERM
 KILL_GRACE = 5.0  # SIGTERM -> SIGKILL
+MONITOR_CHECK = 5.0  # s between looks at the lab's monitor (local jobs only)
 
 
 PROGRAM, FAILED = "job.sh", "failed_command"  # in the control folder: the program bash runs, what stopped it
@@ -78,6 +81,9 @@ class Runner:
         # asking the scheduler why (and may requeue the job instead)
         self.lab_marks_signals = bool(launch.get("lab_marks_signals"))
         self.state: dict[str, object] = {}
+        # a local job: the lab's monitor runs on this machine, and the agent restarts it if it dies
+        self.lab_monitor: dict[str, str] | None = launch.get("lab_monitor")
+        self._monitor_seen = 0.0
 
     def log(self, msg: str) -> None:
         runlog.note(self.out.parent, msg, self.out.name)
@@ -89,6 +95,22 @@ class Runner:
         """A user's cancel: the `cancel` file in the job's control folder (a shard's parent for fan-out)."""
         dirs = [self.control_dir] + ([self.control_dir.parent] if self.shard is not None else [])
         return any((d / control.CANCEL).exists() for d in dirs)
+
+    def _watch_monitor(self) -> None:
+        """Start the lab's monitor if it died (the OOM killer, a kill), so that it ends this job if this agent
+        dies too. The monitor's lock decides: a second one started at the same moment leaves at once."""
+        now = time.monotonic()
+        if self.lab_monitor is None or now - self._monitor_seen < MONITOR_CHECK:
+            return
+        self._monitor_seen = now
+        run_dir = Path(self.lab_monitor["run_dir"])
+        if any(pid_file_process(run_dir / name, MONITOR_ENTRY) for name in ("monitor.lock", "monitor.spawned")):
+            return
+        self.log("the cryocloud monitor is not running; starting it")
+        env = {**os.environ, "CRYOCLOUD_HOME": self.lab_monitor["home"]}
+        log = run_dir / "monitor.log"
+        pid = spawn_detached([sys.executable, "-m", MONITOR_ENTRY], env=env, stdout=log, stderr=log)
+        (run_dir / "monitor.spawned").write_text(str(pid))
 
     def _abort_requested(self) -> bool:
         return self.family.abort_requested(self.job_dir)
@@ -111,6 +133,7 @@ class Runner:
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
         try:
             while (rc := proc.wait(POLL)) is None:
+                self._watch_monitor()
                 if self._abort_requested():
                     self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
                     proc.stop(ABORT_GRACE.get(self.spec.client, 0.0), KILL_GRACE)

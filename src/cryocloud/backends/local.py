@@ -2,6 +2,8 @@
 
 The agent runs as a detached process (its own session), so the job survives the submitting shell and the
 user's logout. Queueing is the monitor's: it starts a queued job when `has_room` says the slots are free.
+The agent and the monitor watch each other here (and only here: a cluster node's agent never starts a lab
+monitor): an agent whose monitor died starts a new one, which ends the job of an agent that died.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class LocalBackend:
         self.gpus = settings.local.gpus
         self.machine = f"workstation ({self.cpus} CPUs)"
         self.rate = settings.general.workstation_usd_per_hour
+        self.lab = {"run_dir": str(settings.run_dir), "home": str(settings.home)}
 
     def usd_per_hour(self, spec: JobSpec) -> float:
         return self.rate
@@ -41,6 +44,8 @@ class LocalBackend:
                 and gpus + spec.resources.gpus <= max(self.gpus, 0))
 
     def submit(self, launch: Launch) -> Handle:
+        launch_file = launch.control_dir / control.LAUNCH
+        control.write_json(launch_file, {**(control.read_json(launch_file) or {}), "lab_monitor": self.lab})
         argv = [sys.executable, "-m", "cryocloud.agent", str(launch.control_dir)]
         log = launch.control_dir / "agent.log"
         pid = spawn_detached(argv, cwd=launch.spec.project_dir, env=launch.env, stdout=log, stderr=log)

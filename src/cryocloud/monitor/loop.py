@@ -13,17 +13,16 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
 from cryocloud.ledger import private_dir
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
-from cryocloud.proc import pid_alive, spawn_detached
-from cryocloud.settings import Settings, load_settings
+from cryocloud.proc import pid_file_process, spawn_detached
+from cryocloud.settings import MONITOR_ENTRY, Settings, load_settings
 
-ENTRY = "cryocloud.app.daemon"  # the module `python -m` runs as the monitor (the loop with the app's handler)
+ENTRY = MONITOR_ENTRY  # the module `python -m` runs as the monitor (the loop with the app's handler)
 
 
 def _lock(settings: Settings) -> int | None:
@@ -42,20 +41,10 @@ def monitor_pid(settings: Settings, starting: bool = False) -> int | None:
     """The running monitor's pid (written into its lock file), or None. With `starting`, also one that was
     just spawned and has not taken the lock yet."""
     for name in ("monitor.lock", "monitor.spawned") if starting else ("monitor.lock",):
-        try:
-            text = (settings.run_dir / name).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and pid_alive(int(text)) and ENTRY in _cmdline(int(text)):
-            return int(text)
+        pid = pid_file_process(settings.run_dir / name, ENTRY)
+        if pid is not None:
+            return pid
     return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def ensure_monitor(settings: Settings) -> None:
