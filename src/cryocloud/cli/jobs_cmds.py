@@ -1,4 +1,4 @@
-"""submit, status, cancel (and the internal agent/monitor entries)."""
+"""submit, status, cancel (and the internal agent entry)."""
 
 from __future__ import annotations
 
@@ -78,11 +78,3 @@ def agent_run(control_dir: Path) -> None:
     from cryocloud.agent.runner import main
 
     raise SystemExit(main([str(control_dir)]))
-
-
-@click.command(hidden=True)
-def monitor() -> None:
-    """Internal: run the monitor in the foreground until no job is active."""
-    from cryocloud.app.daemon import main
-
-    raise SystemExit(main())

@@ -21,12 +21,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relion": ("cryocloud.cli.relion_cmds:relion", "Connect RELION's 'Submit to queue' to cryocloud."),
     "demo-data": ("cryocloud.cli.relion_cmds:demo_data", "Make a small synthetic RELION project (no download)."),
     "agent": ("cryocloud.cli.jobs_cmds:agent", "Internal: the runner that executes a job on any backend."),
-    "monitor": ("cryocloud.cli.jobs_cmds:monitor", "Internal: reconcile running jobs with the ledger."),
+    "monitor": ("cryocloud.cli.monitor_cmds:monitor", "The per-user monitor: install (start at boot), run."),
     "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, ls, du, rm, tier."),
     "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
 }
-HIDDEN = {"agent", "monitor"}
+HIDDEN = {"agent"}
 
 
 class LazyGroup(click.Group):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -38,6 +39,11 @@ def setup(project: Path) -> None:
         f"Jobs run on '{settings.general.default_profile}' unless the Queue name names a profile.",
         err=True,
     )
+    from cryocloud.app.autostart import installed
+
+    if not installed(dict(os.environ)):
+        click.echo("So that a job is marked in RELION even after a crash or a reboot, start the monitor at boot "
+                   "once:  cryocloud monitor install", err=True)
 
 
 @click.command("demo-data")
