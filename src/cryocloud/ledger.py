@@ -7,6 +7,8 @@ files in the job's control folder, which the monitor (and every status call) rec
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -151,6 +153,73 @@ def private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".backup")
+
+
+def _age(path: Path) -> str:
+    try:
+        return time.strftime("at %Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    except OSError:
+        return "earlier"
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    path: Path
+    problems: list[str]  # empty: the file is sound
+    jobs: int | None  # None when it cannot be read
+    backup: Path | None  # the backup, if there is a sound one
+    backup_jobs: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _inspect(path: Path) -> tuple[list[str], int | None]:
+    """Problems SQLite finds in the file (read-only), and its number of jobs."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=LOCK_WAIT)
+    except sqlite3.Error as e:
+        return [str(e)], None
+    try:
+        rows = [str(r[0]) for r in db.execute("PRAGMA integrity_check").fetchall()]
+        problems = [] if rows == ["ok"] else rows[:20]
+        jobs = int(db.execute("SELECT count(*) FROM jobs").fetchone()[0])
+        return problems, jobs
+    except sqlite3.Error as e:
+        return [str(e)], None
+    finally:
+        db.close()
+
+
+def check_ledger(path: Path) -> LedgerCheck:
+    problems, jobs = _inspect(path) if path.exists() else (["there is no ledger yet"], None)
+    saved = backup_path(path)
+    backup_problems, backup_jobs = _inspect(saved) if saved.exists() else (["none"], None)
+    return LedgerCheck(path, problems, jobs, saved if not backup_problems else None, backup_jobs)
+
+
+def restore_ledger(path: Path) -> Path:
+    """Put the last sound backup in place of a damaged ledger; the damaged file (and its WAL) is kept beside it,
+    never deleted. Returns where it went."""
+    found = check_ledger(path)
+    if found.backup is None:
+        raise CryocloudError(f"there is no sound backup of {path} to restore",
+                             f"move the damaged file aside (mv {path} {path}.damaged): cryocloud starts a new ledger")
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):  # the WAL belongs to the damaged file: never replay it into the backup
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    tmp = path.with_name(path.name + ".restoring")
+    shutil.copyfile(found.backup, tmp)
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+    return aside
+
+
 class Ledger:
     def __init__(self, path: Path, wait: float = LOCK_WAIT) -> None:
         """`wait`: seconds a write waits for another process's lock before sqlite3 says "database is locked"."""
@@ -168,10 +237,13 @@ class Ledger:
             if "not a database" not in str(e) and "malformed" not in str(e):
                 raise CryocloudError(f"cannot open the ledger {path}: {e}",
                                      "set CRYOCLOUD_HOME to a writable local (not NFS) folder") from None
+            saved = backup_path(path)
             raise CryocloudError(
                 f"the ledger {path} is damaged ({e})",
-                f"move it aside (mv {path} {path}.damaged) and cryocloud starts a new, empty one; the jobs' folders "
-                "and their RELION markers are not touched, but their costs and history live only in the damaged file",
+                ("run `cryocloud ledger check --restore`: it moves the damaged file aside and puts back the backup the "
+                 f"monitor took {_age(saved)}" if saved.exists() else
+                 f"move it aside (mv {path} {path}.damaged) and cryocloud starts a new, empty one")
+                + "; the jobs' folders and their RELION markers are not touched",
             ) from None
         except OSError as e:
             raise CryocloudError(
@@ -182,6 +254,23 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    def backup(self) -> Path | None:
+        """A consistent copy beside the ledger (SQLite's online backup, private), replaced atomically; only
+        from a sound ledger, so a damaged one never overwrites the last good copy. None when it was not sound."""
+        if [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()] != ["ok"]:
+            return None
+        dest = backup_path(self.path)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
+        target = sqlite3.connect(tmp)
+        try:
+            self.db.backup(target)
+        finally:
+            target.close()
+        os.replace(tmp, dest)
+        return dest
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

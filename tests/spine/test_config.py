@@ -94,3 +94,36 @@ def test_a_damaged_ledger_says_so_and_how_to_recover(cryocloud_home: Path) -> No
     with pytest.raises(CryocloudError, match="is damaged") as e:
         Ledger(settings.ledger_path)
     assert "mv " in e.value.hint and ".damaged" in e.value.hint and "writable" not in e.value.hint
+
+
+@pytest.mark.integration
+def test_a_damaged_ledger_is_restored_from_the_monitors_backup(tmp_path: Path, cryocloud_home: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from cryocloud.app.submit import submit_script
+    from cryocloud.cli.main import main
+    from cryocloud.ledger import backup_path
+    from spine.helpers import in_dir, job_state, make_job, wait_for
+
+    make_job(tmp_path, "External/job001/", ["echo done"])
+    with in_dir(tmp_path):
+        job = submit_script(Path("External/job001/run_submit.script"), tmp_path).job.id
+    settings = load_settings()
+    saved = backup_path(settings.ledger_path)
+    assert wait_for(lambda: saved.exists())  # the monitor backs the ledger up when it leaves
+    assert wait_for(lambda: job_state(job) == "succeeded")
+    capsys.readouterr()
+    assert main(["ledger", "check"]) == 0
+    assert "is sound: 1 jobs" in capsys.readouterr().out
+    # a disk error: the file's first page is garbage now
+    with open(settings.ledger_path, "r+b") as f:
+        f.write(b"\xde\xad\xbe\xef" * 1024)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "cryocloud ledger check --restore" in err
+    assert main(["ledger", "check"]) == 1
+    assert "--restore" in capsys.readouterr().err
+    assert main(["ledger", "check", "--restore"]) == 0
+    assert "restored the backup (1 jobs)" in capsys.readouterr().out
+    assert [p.name for p in cryocloud_home.glob("ledger.sqlite.damaged-*")]  # kept, never deleted
+    assert main(["status"]) == 0
+    assert job_state(job) == "succeeded"

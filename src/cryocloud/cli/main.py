@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("cryocloud.cli.monitor_cmds:monitor", "The per-user monitor: install (start at boot), run."),
     "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, ls, du, rm, tier."),
     "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
+    "ledger": ("cryocloud.cli.ledger_cmds:ledger", "Check the ledger of jobs and costs, back it up, restore it."),
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
 }
 HIDDEN = {"agent"}
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CRYOCLOUD_DEBUG") == "1"
     try:
-        cli.main(args=args, prog_name="cryocloud", standalone_mode=False)
+        rc = cli.main(args=args, prog_name="cryocloud", standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool):  # click returns an Exit's code here
+            return rc
     except CryocloudError as e:
         if debug:
             raise

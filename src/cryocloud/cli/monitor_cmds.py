@@ -55,7 +55,7 @@ def install(how: str | None, show: bool, unit_dir: Path | None) -> None:
     if done.note:
         click.echo(("note: " if done.enabled else "not enabled: ") + done.note, err=True)
     if not done.enabled:
-        raise SystemExit(1)
+        raise click.exceptions.Exit(1)
 
 
 @monitor.command()

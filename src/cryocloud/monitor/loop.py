@@ -10,18 +10,20 @@ import fcntl
 import os
 import select
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
-from cryocloud.ledger import private_dir
+from cryocloud.ledger import Ledger, private_dir
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
 from cryocloud.proc import pid_file_process, spawn_detached
 from cryocloud.settings import MONITOR_ENTRY, Settings, load_settings
 
+BACKUP_EVERY = 3600.0  # s between backups of the ledger while the monitor runs (and one when it leaves)
 ENTRY = MONITOR_ENTRY  # the module `python -m` runs as the monitor (the loop with the app's handler)
 
 
@@ -58,6 +60,16 @@ def ensure_monitor(settings: Settings) -> None:
     (settings.run_dir / "monitor.spawned").write_text(str(pid))  # found even before it takes the lock
 
 
+def _backup(ledger: Ledger) -> None:
+    """The ledger's backup (what `cryocloud ledger check --restore` puts back); a failure is a line in the log."""
+    try:
+        if ledger.backup() is None:
+            print(runlog.stamp("the ledger failed its check: the last backup is kept; run `cryocloud ledger check`"),
+                  end="", flush=True)
+    except (sqlite3.Error, OSError) as e:
+        print(runlog.stamp(f"could not back up the ledger: {e}"), end="", flush=True)
+
+
 def _reap_children() -> None:
     """Agents started from the monitor are its children: collect their exit status (no zombies)."""
     while True:
@@ -85,6 +97,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     ledger = open_ledger(settings)
     stager = Stager()
     last_busy, next_pass = clock(), 0.0
+    last_backup = clock()
     idle = False
     try:
         while not stop:
@@ -111,6 +124,9 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
                 idle = True
                 return 0
             next_pass = clock() + settings.local.poll_seconds
+            if clock() - last_backup > BACKUP_EVERY:
+                _backup(ledger)
+                last_backup = clock()
         return 0
     finally:
         stager.close()
@@ -119,6 +135,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
         # a submission answered just now may have made a job active: it needs a monitor, and this one is
         # leaving (its lock made that submission believe one runs), so start the next one once the lock is free
         again = idle and not stop and has_active(ledger)
+        _backup(ledger)
         ledger.close()
         os.ftruncate(fd, 0)
         os.close(fd)
