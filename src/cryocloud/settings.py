@@ -42,6 +42,7 @@ class StorageSection:
     url: str = ""  # s3://bucket/prefix or a local folder; empty: $CRYOCLOUD_HOME/store
     endpoint_url: str = ""  # also AWS_ENDPOINT_URL_S3
     region: str = ""
+    ca_bundle: str = ""  # PEM file of the CA(s) an HTTPS endpoint's certificate is checked against; also AWS_CA_BUNDLE
 
 
 @dataclass(frozen=True)

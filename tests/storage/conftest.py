@@ -38,7 +38,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     """A SeaweedFS server on loopback for the whole session, stopped by the pid the script started."""
     d = tmp_path_factory.mktemp("s3server")
     try:
-        state = server_cmd("start", d)
+        state = server_cmd("start", d, "--tls")  # HTTP and HTTPS (a private CA, as a facility's gateway has)
     except CryocloudError as e:
         unavailable(f"cannot start the S3 server: {e}")
     yield state
@@ -113,11 +113,16 @@ def moto_store(moto_env: dict[str, Any]) -> Any:
     return S3Store(make_bucket(moto_env), "lab1")
 
 
-def aws_env_for(server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Only this server's endpoint and test credentials in the environment, where boto3's chain finds them."""
+def aws_env_for(server: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tls: bool = True) -> dict[str, Any]:
+    """Only this server's endpoint and test credentials in the environment, where boto3's chain finds them. A
+    server that serves HTTPS is used over HTTPS (every real endpoint is TLS), its private CA in AWS_CA_BUNDLE."""
     for var in [v for v in os.environ if v.startswith("AWS_")]:
         monkeypatch.delenv(var)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server["endpoint_url"])
+    if tls and "https_endpoint_url" in server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server["https_endpoint_url"])
+        monkeypatch.setenv("AWS_CA_BUNDLE", server["ca_file"])
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server["endpoint_url"])
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", server["access_key"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server["secret_key"])
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -15,9 +15,10 @@ STORE_HELP = "Store URL: s3://BUCKET/PREFIX or a folder (default: [storage] url,
 
 
 def _store(url: str) -> Any:
+    from cryocloud.settings import load_settings
     from cryocloud.storage.stores import open_store
 
-    return open_store(url)
+    return open_store(url, load_settings())  # the config's [storage] endpoint_url and ca_bundle apply to --to/--from
 
 
 def _run(coro: Any) -> Any:

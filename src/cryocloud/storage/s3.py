@@ -6,6 +6,10 @@ obstore's Boto3CredentialProvider; nothing is written anywhere. When the chain's
 and region in the environment) they are handed over directly and boto3 is imported only for bucket-level
 calls, which saves ~0.2 s of start-up on every transfer. The endpoint is, first match wins: the
 `endpoint_url` argument, `[storage] endpoint_url` in the config, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS.
+
+HTTPS certificates are always verified. A facility's endpoint signed by its own CA is trusted through the CA's
+PEM file: `[storage] ca_bundle` or AWS_CA_BUNDLE (as boto3 and aws-cli read it), added to the system's roots
+for obstore and given to boto3 as `verify`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ def _endpoint(explicit: str) -> str:
 _DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
 # transport failures as obstore/reqwest and botocore word them
 _UNREACHABLE = ("error sending request", "connect", "dns error", "timed out", "broken pipe")
+# a TLS certificate that does not verify, as rustls and OpenSSL word it
+_UNTRUSTED = ("certificate", "unknownissuer", "badsignature", "notvalidforname", "self signed", "self-signed")
+
+
+def _ca_pem(path: str) -> bytes:
+    """The PEM certificates in `path` (a CA bundle), or a clear error."""
+    try:
+        pem = Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise CryocloudError(f"cannot read the CA bundle {path}: {e.strerror}",
+                             "point AWS_CA_BUNDLE (or [storage] ca_bundle) at your endpoint's CA certificate, "
+                             "a PEM file") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise CryocloudError(f"{path} holds no PEM certificate",
+                             "give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----); convert a DER "
+                             "file with `openssl x509 -inform der -in ca.der -out ca.pem`")
+    return pem
 
 
 def _answer(e: BaseException) -> tuple[int, str, str]:
@@ -56,7 +77,8 @@ def _answer(e: BaseException) -> tuple[int, str, str]:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str = "", region: str = "") -> None:
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str = "", region: str = "",
+                 ca_bundle: str = "") -> None:
         from obstore.store import S3Store as ObS3
 
         if not bucket:
@@ -65,6 +87,7 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.endpoint_url = _endpoint(endpoint_url)
+        self.ca_bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE", "")
         self._session: Any = None
         self._boto_client: Any = None
         config: dict[str, Any] = {}
@@ -94,6 +117,8 @@ class S3Store:
             config["endpoint"] = config["aws_endpoint_url_s3"] = self.endpoint_url
             config["virtual_hosted_style_request"] = False
             client_options["allow_http"] = self.endpoint_url.startswith("http://")
+        if self.ca_bundle:
+            client_options["root_certificate"] = _ca_pem(self.ca_bundle)  # added to the system's roots
 
         def make(retries: int, timeout: float) -> Any:
             return ObS3(
@@ -123,6 +148,7 @@ class S3Store:
 
             self._boto_client = self._boto_session().client(
                 "s3", endpoint_url=self.endpoint_url or None, region_name=self.region,
+                verify=self.ca_bundle or None,
                 config=botocore.config.Config(
                     connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"},
                     s3={"addressing_style": "path"} if self.endpoint_url else None,
@@ -131,10 +157,10 @@ class S3Store:
         return self._boto_client
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str = "", region: str = "") -> S3Store:
+    def from_url(cls, url: str, *, endpoint_url: str = "", region: str = "", ca_bundle: str = "") -> S3Store:
         rest = url.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
-        return cls(bucket, prefix, endpoint_url=endpoint_url, region=region)
+        return cls(bucket, prefix, endpoint_url=endpoint_url, region=region, ca_bundle=ca_bundle)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -168,6 +194,8 @@ class S3Store:
         if status:
             raise CryocloudError(f"{what} {key or self.url} was refused by the server ({status} {code}: {message})",
                                  "check the storage URL and the key; then retry")
+        if any(s in text.lower() for s in _UNTRUSTED):
+            raise self._untrusted(text) from None
         if any(s in text.lower() for s in _UNREACHABLE):
             raise self._unreachable(text) from None
         first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
@@ -195,6 +223,15 @@ class S3Store:
         return CryocloudError(
             f"access to {self.url} was refused ({_short(detail)})",
             "check the AWS credentials boto3 finds (aws sts get-caller-identity; AWS_PROFILE) and the bucket policy",
+        )
+
+    def _untrusted(self, detail: str) -> CryocloudError:
+        using = f"checked against {self.ca_bundle}" if self.ca_bundle else "checked against the system's CAs"
+        return CryocloudError(
+            f"the certificate of the S3 endpoint {self.endpoint_url or 'AWS'} does not verify ({using}: "
+            f"{_short(detail)})",
+            "if the endpoint uses your facility's own certificate authority, point AWS_CA_BUNDLE (or [storage] "
+            "ca_bundle) at that CA's PEM file; cryocloud never turns verification off",
         )
 
     def _unreachable(self, detail: str) -> CryocloudError:

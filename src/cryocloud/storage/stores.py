@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError, close_matches
-from cryocloud.settings import Settings, load_settings
+from cryocloud.settings import Settings, StorageSection, load_settings
 from cryocloud.storage.base import ObjectStore
 from cryocloud.storage.localfs import LocalFolderStore
 
@@ -19,9 +19,8 @@ def _open_local(url: str, settings: Settings | None) -> ObjectStore:
 def _open_s3(url: str, settings: Settings | None) -> ObjectStore:
     from cryocloud.storage.s3 import S3Store  # boto3 and obstore load only for an S3 store
 
-    endpoint = settings.storage.endpoint_url if settings else ""
-    region = settings.storage.region if settings else ""
-    return S3Store.from_url(url, endpoint_url=endpoint, region=region)
+    section = settings.storage if settings else StorageSection()  # none on a node: the environment says it all
+    return S3Store.from_url(url, endpoint_url=section.endpoint_url, region=section.region, ca_bundle=section.ca_bundle)
 
 
 # scheme -> opener; a new kind of store adds one line here.
