@@ -93,6 +93,38 @@ def pull(name: str, dest: Path, url: str, only: tuple[str, ...], quiet: bool, as
                f"{_gb(r.downloaded_bytes)} downloaded and verified in {secs:.1f} s")
 
 
+@storage.command()
+@click.argument("name")
+@click.option("--from", "url", default="", help=STORE_HELP)
+@click.option("--full", is_flag=True, help="Download and hash every object (default: a HEAD each: there, right size).")
+@click.option("--quiet", "-q", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def verify(name: str, url: str, full: bool, quiet: bool, as_json: bool) -> None:
+    """Check that manifest NAME's objects are whole in the store; exit 1 if any is damaged or missing.
+
+    What it finds is remembered: the next `storage push` of a good copy uploads those objects again.
+    """
+    from cryocloud.storage.verify import verify_async
+
+    store = _store(url)
+    r = _run(verify_async(store, name, full=full, progress=_progress(quiet or as_json)))
+    if as_json:
+        click.echo(json.dumps({"manifest": name, "objects": r.objects, "full": r.full, "ok": r.ok,
+                               "bytes_checked": r.bytes_checked, "damaged": r.damaged, "missing": r.missing}))
+    else:
+        how = f"downloaded and hashed ({_gb(r.bytes_checked)})" if full else "there with the right size (--full hashes them)"
+        click.echo(f"{name}: {r.objects} objects {how}" if r.ok else
+                   f"{name}: {len(r.damaged)} damaged and {len(r.missing)} missing of {r.objects} objects")
+        for what, found in (("damaged", r.damaged), ("missing", r.missing)):
+            for key, files in sorted(found.items()):
+                click.echo(f"  {what} {key}: {', '.join(files[:5])}{', ...' if len(files) > 5 else ''}")
+        if not r.ok:
+            click.echo("hint: push the folder again from a good copy (cryocloud storage push): it uploads these "
+                       "objects again", err=True)
+    if not r.ok:
+        raise click.exceptions.Exit(1)
+
+
 @storage.command(name="ls")
 @click.argument("prefix", default="")
 @click.option("--store", "url", default="", help=STORE_HELP)

@@ -2,7 +2,9 @@
 
 - `StatCache`: (absolute path, size, mtime_ns, inode) -> SHA-256, so unchanged files cost a stat, not a hash.
 - `PackIndex`: per store, which small files (by SHA-256) already sit in which pack, learned from the store's
-  `cas/i/` objects; a later push reuses them instead of uploading the bytes again.
+  `cas/i/` objects; a later push reuses them instead of uploading the bytes again. It also holds the objects a
+  pull or `storage verify` found damaged in that store: a push never counts on them (it uploads a damaged blob
+  again, and packs the files of a damaged pack anew).
 Both are only hints: a stale entry costs a hash or an upload, never a wrong manifest (see push.py).
 """
 
@@ -57,6 +59,20 @@ class PackIndex:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS entries (sha256 TEXT PRIMARY KEY, pack TEXT, off INTEGER, size INTEGER)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS damaged (key TEXT PRIMARY KEY)")
+
+    def damaged(self) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM damaged")}
+
+    def mark_damaged(self, keys: Iterable[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO damaged VALUES (?)", ((k,) for k in keys))
+
+    def clear_damaged(self, keys: Iterable[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM damaged WHERE key = ?", ((k,) for k in keys))
 
     def known_packs(self) -> set[str]:
         return {p for (p,) in self.db.execute("SELECT pack FROM packs")}

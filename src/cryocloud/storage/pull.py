@@ -2,8 +2,10 @@
 
 Resumable and idempotent: a file already in place with the right size and hash (stat cache first) is
 skipped. Every byte is checked against its SHA-256 before it lands: downloads go to `.NAME.cryocloud-part`
-and are renamed into place only when the hash matches, so a corrupt object raises `IntegrityError` and
-never leaves a wrong file behind. Packs are fetched with one ranged GET covering the files needed.
+and are renamed into place only when the hash matches, so a damaged object never leaves a wrong file behind.
+A damaged object costs only its own files (a pack's other members are checked one by one and restored): the
+pull restores every file it can, then raises `IntegrityError` naming the rest, and records the damaged
+objects so that the next push of a good copy uploads them again (cache.PackIndex). Packs are fetched with one ranged GET covering the files needed.
 Everything arrives as a stream of ~1 MiB chunks written as they come (see `ObjectStore.get_stream`).
 """
 
@@ -14,13 +16,14 @@ import hashlib
 import os
 import shutil
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
 from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
-from cryocloud.storage.cache import StatCache, cache_dir
+from cryocloud.storage.cache import PackIndex, StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
 from cryocloud.storage.progress import NullProgress, Progress
 from cryocloud.storage.transfer import Tuning, bounded, hash_file, hash_range, in_thread, os_error, run
@@ -116,6 +119,17 @@ class _Pull:
         self.bytes = 0
         self.made: set[str] = set()  # folders created (or found) by this pull
         self.placed: list[tuple[str, int, int, int, str]] = []  # stat-cache rows of files written
+        self.bad: dict[str, FileEntry] = {}  # files not restored: their stored object is damaged
+
+    async def guarded(self, entries: list[FileEntry], job: Callable[[], Awaitable[None]]) -> None:
+        """Run one download; a damaged object fails only the files it holds that were not written."""
+        try:
+            await job()
+        except IntegrityError:
+            written = {r[0] for r in self.placed}
+            for e in entries:
+                if f"{self.dest}/{e.path}" not in written:
+                    self.bad[e.path] = e
 
     async def up_to_date(self, entries: list[FileEntry], cache: StatCache) -> set[str]:
         known = cache.load(self.dest)
@@ -222,7 +236,11 @@ class _Pull:
         def write(ready: list[FileEntry]) -> None:
             for e in ready:
                 path = f"{root}/{e.path}"
-                st = _write_checked(path, memoryview(piece(e.offset, e.size)), e, self.made)
+                try:
+                    st = _write_checked(path, memoryview(piece(e.offset, e.size)), e, self.made)
+                except IntegrityError:  # this member's bytes are damaged; the pack's others may be whole
+                    self.bad[e.path] = e
+                    continue
                 self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
 
         async def drain() -> None:  # write the files whose bytes have all arrived
@@ -251,7 +269,7 @@ class _Pull:
             raise os_error(e, f"writing into {self.dest}") from None
         if i < len(entries):
             raise _corrupt(entries[i], f"short read ({got - start} of {end - start} bytes)")
-        self.files += len(entries)
+        self.files += sum(1 for e in entries if e.path not in self.bad)
         self.bytes += end - start
 
 
@@ -287,17 +305,17 @@ async def pull_async(
         packs: dict[str, list[FileEntry]] = defaultdict(list)
         for e in todo:
             (packs[e.pack] if e.pack else blobs[e.sha256]).append(e)
-        blob_jobs = [lambda es=es: p.blob(es[0], es[1:]) for es in blobs.values()]
+        blob_jobs = [lambda es=es: p.guarded(es, lambda: p.blob(es[0], es[1:])) for es in blobs.values()]
         jobs = []
         for group in packs.values():
             group.sort(key=lambda e: e.offset)
             chunk: list[FileEntry] = []
             for e in group:  # split big packs into ranges of ~pack_size so they download in parallel
                 if chunk and e.offset + e.size - chunk[0].offset > tuning.pack_size:
-                    jobs.append(lambda c=chunk: p.pack(c))
+                    jobs.append(lambda c=chunk: p.guarded(c, lambda: p.pack(c)))
                     chunk = []
                 chunk.append(e)
-            jobs.append(lambda c=chunk: p.pack(c))
+            jobs.append(lambda c=chunk: p.guarded(c, lambda: p.pack(c)))
         await bounded(2, [  # large files: a few at a time, each in parallel parts; pack ranges: many
             lambda: bounded(max(1, tuning.in_flight // tuning.parts_per_file), blob_jobs),  # type: ignore[arg-type]
             lambda: bounded(tuning.in_flight, jobs),  # type: ignore[arg-type]
@@ -307,14 +325,36 @@ async def pull_async(
         written = {r[0] for r in rows}
         for e in todo:
             path = f"{dest}/{e.path}"
-            if path not in written:
+            if path not in written and e.path not in p.bad:
                 st = os.stat(path)
                 rows.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
         cache.store(rows)
+        if p.bad:
+            raise _damaged(store, list(p.bad.values()), len(todo))
     finally:
         cache.close()
         progress.close()
     return PullResult(len(entries), sum(e.size for e in entries), p.files, p.bytes)
+
+
+def record_damaged(store: ObjectStore, keys: set[str]) -> None:
+    index = PackIndex(cache_dir(), store.url)
+    try:
+        index.mark_damaged(keys)
+    finally:
+        index.close()
+
+
+def _damaged(store: ObjectStore, bad: list[FileEntry], tried: int) -> IntegrityError:
+    keys = {e.key for e in bad}
+    record_damaged(store, keys)
+    names = ", ".join(sorted(e.path for e in bad)[:5]) + (", ..." if len(bad) > 5 else "")
+    return IntegrityError(
+        f"{len(bad)} of {tried} files could not be restored: their stored copies are damaged ({len(keys)} objects "
+        f"in {store.url}): {names}",
+        "every other file was restored and verified; push the folder again from a good copy (cryocloud storage "
+        "push): it uploads the damaged objects again; `cryocloud storage verify NAME` checks the rest",
+    )
 
 
 def _links_and_dirs(m: Manifest, dest: Path, only: list[str] | None) -> None:

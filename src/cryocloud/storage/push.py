@@ -5,7 +5,9 @@ Order of work, and why a manifest never names a missing or wrong object:
 2. Hash every file, or take its hash from the stat cache when (size, mtime, inode) are unchanged.
 3. Small files go into packs (few large objects instead of thousands of requests); a small file whose
    hash is already in a pack of this store (learned from `cas/i/`) is not uploaded again, after a HEAD
-   confirms the pack still exists. Large files are blobs; a HEAD tells which are already there.
+   confirms the pack still exists. Large files are blobs; a HEAD tells which are already there. An object a pull
+   or `storage verify` found damaged is never counted on: a damaged blob is uploaded again (same key, good
+   bytes: every manifest naming it is whole again), the files of a damaged pack go into a new pack.
 4. Upload what is missing. The bytes are hashed again as they are sent: if a file changed since step 2,
    the object is deleted and the file retried (then refused with a clear error). Each upload is followed
    by a HEAD checking its size; the server checks each request's SHA-256 (signed payload).
@@ -269,6 +271,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     """
     tuning, store = p.tuning, p.store
     known = cache.load(root)
+    damaged = index.damaged()
     shas: dict[str, str] = {}
     for f in files:
         hit = known.get(f.path)
@@ -293,7 +296,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
             unknown = {pk for pk, _o in hits.values() if pk not in alive}
             there = await p.existing({pack_key(pk) for pk in unknown})
             for pk in unknown:
-                alive[pk] = pack_key(pk) in there
+                alive[pk] = pack_key(pk) in there and pack_key(pk) not in damaged
             index.forget(pk for pk in unknown if not alive[pk])
             return {s: v for s, v in hits.items() if alive[v[0]]}
 
@@ -341,7 +344,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
         by_sha[sha] = fut
         try:
             there = blob_key(sha) in listed if many else await store.head(blob_key(sha)) is not None
-            if there:
+            if there and blob_key(sha) not in damaged:
                 got = sha
                 p.progress.advance(f.size)
             else:
@@ -397,6 +400,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
         lambda: bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
     ])
     cache.store(rows)
+    index.clear_damaged(damaged & sent)  # uploaded again with good bytes
     for r in later:
         pk, off = placed[r.sha]
         entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
