@@ -126,7 +126,7 @@ def test_corrupted_object_is_refused_and_nothing_wrong_lands(store: ObjectStore,
     asyncio.run(store.put(blob_key(movie.sha256), os.urandom(movie.size)))  # bit rot, same size
     with pytest.raises(IntegrityError, match=r"Movies/m1\.tiff") as e:
         pull(store, "p", tmp_path / "out")
-    assert "push it again" in e.value.hint
+    assert "push the folder again from a good copy" in e.value.hint
     assert not (tmp_path / "out" / "Movies" / "m1.tiff").exists()
     assert not list((tmp_path / "out").rglob("*.cryocloud-part"))
     # a corrupt pack: flip bytes inside it

@@ -119,17 +119,17 @@ class _Pull:
         self.bytes = 0
         self.made: set[str] = set()  # folders created (or found) by this pull
         self.placed: list[tuple[str, int, int, int, str]] = []  # stat-cache rows of files written
-        self.bad: dict[str, FileEntry] = {}  # files not restored: their stored object is damaged
+        self.bad: dict[str, tuple[FileEntry, str]] = {}  # files not restored (their object is damaged): why
 
     async def guarded(self, entries: list[FileEntry], job: Callable[[], Awaitable[None]]) -> None:
         """Run one download; a damaged object fails only the files it holds that were not written."""
         try:
             await job()
-        except IntegrityError:
+        except IntegrityError as err:
             written = {r[0] for r in self.placed}
             for e in entries:
                 if f"{self.dest}/{e.path}" not in written:
-                    self.bad[e.path] = e
+                    self.bad.setdefault(e.path, (e, err.message))
 
     async def up_to_date(self, entries: list[FileEntry], cache: StatCache) -> set[str]:
         known = cache.load(self.dest)
@@ -238,8 +238,8 @@ class _Pull:
                 path = f"{root}/{e.path}"
                 try:
                     st = _write_checked(path, memoryview(piece(e.offset, e.size)), e, self.made)
-                except IntegrityError:  # this member's bytes are damaged; the pack's others may be whole
-                    self.bad[e.path] = e
+                except IntegrityError as err:  # this member's bytes are damaged; the pack's others may be whole
+                    self.bad[e.path] = (e, err.message)
                     continue
                 self.placed.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
 
@@ -330,7 +330,7 @@ async def pull_async(
                 rows.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
         cache.store(rows)
         if p.bad:
-            raise _damaged(store, list(p.bad.values()), len(todo))
+            raise _damaged(store, p.bad, len(todo))
     finally:
         cache.close()
         progress.close()
@@ -345,13 +345,14 @@ def record_damaged(store: ObjectStore, keys: set[str]) -> None:
         index.close()
 
 
-def _damaged(store: ObjectStore, bad: list[FileEntry], tried: int) -> IntegrityError:
-    keys = {e.key for e in bad}
+def _damaged(store: ObjectStore, bad: dict[str, tuple[FileEntry, str]], tried: int) -> IntegrityError:
+    keys = {e.key for e, _why in bad.values()}
     record_damaged(store, keys)
-    names = ", ".join(sorted(e.path for e in bad)[:5]) + (", ..." if len(bad) > 5 else "")
+    names = ", ".join(sorted(bad)[:5]) + (", ..." if len(bad) > 5 else "")
+    first = bad[min(bad)][1]
     return IntegrityError(
         f"{len(bad)} of {tried} files could not be restored: their stored copies are damaged ({len(keys)} objects "
-        f"in {store.url}): {names}",
+        f"in {store.url}): {names}; first: {first}",
         "every other file was restored and verified; push the folder again from a good copy (cryocloud storage "
         "push): it uploads the damaged objects again; `cryocloud storage verify NAME` checks the rest",
     )
