@@ -1,7 +1,9 @@
 """P1/P2: cryocloud storage push/pull vs aws s3 cp, s5cmd, rclone copy and cp -r, on one local SeaweedFS.
 
-    .venv/bin/python benchmarks/storage/bench_transfer.py [--reps 3] [--movies 20] [--particles 2000]
+    .venv/bin/python benchmarks/storage/bench_transfer.py [--reps 3] [--movies 20] [--particles 2000] [--http]
 
+Over HTTPS with a private CA by default (every real endpoint is TLS): each tool is given the CA its own way
+(aws-cli and cryocloud AWS_CA_BUNDLE, s5cmd SSL_CERT_FILE, rclone --ca-cert); --http measures plain HTTP.
 Starts its own server with scripts/s3-server (127.0.0.1, telemetry off), makes the data sets in a temporary
 folder, runs every tool on the same data against the same server, each run into a fresh prefix / folder,
 verifies every download byte for byte (untimed), and prints medians as a Markdown table plus JSON.
@@ -51,17 +53,22 @@ def make_sets(base: Path, movies: int, movie_mb: int, particles: int, particle_k
 
 
 class Bench:
-    def __init__(self, work: Path, server: dict[str, str], downloads: Path) -> None:
+    def __init__(self, work: Path, server: dict[str, str], downloads: Path, tls: bool) -> None:
         self.work = work
         self.downloads = downloads
         self.server = server
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CRYOCLOUD_"))}
+        self.endpoint = server["https_endpoint_url"] if tls else server["endpoint_url"]
+        self.ca = server["ca_file"] if tls else ""
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("AWS_", "CRYOCLOUD_", "SSL_CERT", "REQUESTS_CA", "CURL_CA"))}
+        if tls:
+            self.env.update({"AWS_CA_BUNDLE": self.ca, "SSL_CERT_FILE": self.ca})
         self.env.update({
-            "AWS_ENDPOINT_URL_S3": server["endpoint_url"], "AWS_ENDPOINT_URL": server["endpoint_url"],
+            "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": server["access_key"], "AWS_SECRET_ACCESS_KEY": server["secret_key"],
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "RCLONE_CONFIG": str(work / "rclone.conf"),
-            "RCLONE_S3_PROVIDER": "Other", "RCLONE_S3_ENDPOINT": server["endpoint_url"],
+            "RCLONE_S3_PROVIDER": "Other", "RCLONE_S3_ENDPOINT": self.endpoint,
             "RCLONE_S3_ACCESS_KEY_ID": server["access_key"], "RCLONE_S3_SECRET_ACCESS_KEY": server["secret_key"],
             "RCLONE_S3_REGION": "us-east-1",
         })
@@ -99,7 +106,7 @@ class Bench:
         return up, down
 
     def s5cmd(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
-        base = [s5cmd_binary(), "--endpoint-url", self.server["endpoint_url"]]
+        base = [s5cmd_binary(), "--endpoint-url", self.endpoint]
         url = f"s3://{self.bucket}/{prefix}/"
         up = self.timed([*base, "cp", f"{src}/*", url])
         down = self.timed([*base, "cp", f"{url}*", f"{dest}/"])
@@ -107,8 +114,9 @@ class Bench:
 
     def rclone(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
         url = f":s3:{self.bucket}/{prefix}"
-        up = self.timed([BIN / "rclone", "copy", src, url])
-        down = self.timed([BIN / "rclone", "copy", url, dest])
+        ca = ["--ca-cert", self.ca] if self.ca else []
+        up = self.timed([BIN / "rclone", "copy", *ca, src, url])
+        down = self.timed([BIN / "rclone", "copy", *ca, url, dest])
         return up, down
 
     def cp(self, src: Path, prefix: str, dest: Path) -> tuple[float, float]:
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", type=int, default=10000, help="files of 2 KiB for the re-push (P2) measurement")
     p.add_argument("--tools", default="cryocloud,aws,s5cmd,rclone,cp")
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS with a private CA")
     p.add_argument("--downloads", type=Path, default=None,
                    help="where downloads land (default: the work folder on disk); /dev/shm takes the disk's "
                         "write-back noise out of the comparison")
@@ -144,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ccbench-", dir=os.environ.get("TMPDIR")))
     downloads = Path(tempfile.mkdtemp(prefix="ccbench-down-", dir=a.downloads)) if a.downloads else work / "down"
     sdir = work / "server"
-    server = json.loads(run_command([sys.executable, REPO / "scripts" / "s3-server", "start", sdir]).stdout)
+    server = json.loads(run_command([sys.executable, REPO / "scripts" / "s3-server", "start", sdir,
+                                     *([] if a.http else ["--tls"])]).stdout)
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
     repush: dict[str, list[dict[str, object]]] = {}
     try:
         sets = make_sets(work / "data", a.movies, a.movie_mb, a.particles, a.particle_kb, a.tiny)
-        bench = Bench(work, server, downloads)
+        bench = Bench(work, server, downloads, tls=not a.http)
         tools: dict[str, Callable[..., tuple[float, ...]]] = {
             t: getattr(bench, t) for t in a.tools.split(",")}
         for rep in range(a.reps):
@@ -194,7 +204,9 @@ def render(results: dict[str, dict[str, dict[str, list[float]]]], repush: dict[s
            sizes: dict[str, int], counts: dict[str, int], a: argparse.Namespace) -> str:
     med = {s: {t: {d: statistics.median(v) for d, v in dirs.items()} for t, dirs in tools.items()}
            for s, tools in results.items()}
-    lines = [f"median of {a.reps} runs, seconds (MB/s, files/s)", "",
+    where = "plain HTTP" if a.http else "HTTPS, private CA"
+    disk = f"downloads to {a.downloads}" if a.downloads else "downloads to disk"
+    lines = [f"{where}, {disk}; median of {a.reps} runs, seconds (MB/s, files/s)", "",
              "| set | tool | up | down | up vs fastest peer | down vs fastest peer | % of cp -r (up/down) |",
              "|---|---|---|---|---|---|---|"]
     peers = [t for t in ("aws", "s5cmd", "rclone") if t in next(iter(med.values()), {})]
