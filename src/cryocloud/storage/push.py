@@ -283,7 +283,9 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     entries: dict[str, FileEntry] = {}
     sent: set[str] = set()
     placed: dict[str, tuple[str, int]] = {}  # small files' sha -> (pack, offset), reused or uploaded now
-    later: list[_Read] = []  # small files placed once their pack (of this push) is uploaded
+    # small files placed once their pack (of this push) is uploaded: (rel, size, sha, mtime_ns, mode), never
+    # their bytes (a project's small files do not all fit in memory at once)
+    later: list[tuple[str, int, str, int, int]] = []
     alive: dict[str, bool] = {}
     rows: list[tuple[str, int, int, int, str]] = []
     to_read: list[LocalFile] = []
@@ -382,12 +384,12 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
                 entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
                 p.progress.advance(len(r.data))
             elif r.sha in claimed:  # the same bytes at another path: stored once
-                later.append(r)
+                later.append((r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode))
                 p.progress.advance(len(r.data))
             else:
                 claimed.add(r.sha)
                 members.append(r)
-                later.append(r)
+                later.append((r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode))
         if members:
             done = await p.upload_pack(members, index, pack_slots)
             placed.update(done)
@@ -401,9 +403,9 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     ])
     cache.store(rows)
     index.clear_damaged(damaged & sent)  # uploaded again with good bytes
-    for r in later:
-        pk, off = placed[r.sha]
-        entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
+    for rel, size, sha, mtime_ns, mode in later:
+        pk, off = placed[sha]
+        entries[rel] = FileEntry(rel, size, sha, mtime_ns, mode, pk, off)
     for f in large:
         entries[f.rel] = FileEntry(f.rel, f.size, final_sha[f.rel], f.mtime_ns, f.mode)
     return entries, sent

@@ -21,7 +21,7 @@ from cryocloud.storage.manifest import LinkEntry
 SKIP_NAMES = {".cryocloud-part"}  # our own partial downloads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: a million of them in a big project
 class LocalFile:
     rel: str
     path: str  # absolute path to read (through links)
@@ -83,22 +83,42 @@ def _walk(root: Path, start: Path, keep_links: bool, exclude: frozenset[str], ou
     if start.is_file():
         _add(root, start, out, seen)
         return
-    for dirpath, dirnames, filenames in os.walk(start):
-        d = Path(dirpath)
-        dirnames[:] = [n for n in dirnames if n not in exclude]
-        if not dirnames and not filenames and d != root:
-            out.dirs.append(_rel(root, d))
-        for name in dirnames:
-            if os.path.islink(d / name):
-                _link(root, d / name, keep_links, out, pending, seen)
-        for name in filenames:
-            if name in exclude or name.endswith(".cryocloud-part"):
+    _walk_dir(root, str(start), _rel(root, start) if start != root else "", keep_links, exclude, out, pending, seen)
+
+
+def _walk_dir(root: Path, folder: str, rel: str, keep_links: bool, exclude: frozenset[str], out: Scan,
+              pending: list[tuple[Path, str]], seen: set[str]) -> None:
+    """One folder with os.scandir: the entry's type comes with the listing and one stat per file, with plain
+    strings for paths (a million files: pathlib and a second lstat per file were two thirds of a scan)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = list(it)
+    except FileNotFoundError:
+        return  # vanished while walking
+    empty = True
+    for entry in entries:
+        name = entry.name
+        if name in exclude:
+            continue
+        empty = False
+        sub = f"{rel}/{name}" if rel else name
+        if entry.is_symlink():
+            _link(root, Path(entry.path), keep_links, out, pending, seen)
+        elif entry.is_dir(follow_symlinks=False):
+            _walk_dir(root, entry.path, sub, keep_links, exclude, out, pending, seen)
+        elif name.endswith(".cryocloud-part") or sub in seen:
+            continue
+        else:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
                 continue
-            p = d / name
-            if os.path.islink(p):
-                _link(root, p, keep_links, out, pending, seen)
-            else:
-                _add(root, p, out, seen)
+            if stat.S_ISREG(st.st_mode):
+                seen.add(sub)
+                out.files.append(LocalFile(sub, entry.path, st.st_size, st.st_mtime_ns, st.st_ino,
+                                           stat.S_IMODE(st.st_mode)))
+    if empty and rel:
+        out.dirs.append(rel)
 
 
 def _link(root: Path, p: Path, keep_links: bool, out: Scan, pending: list[tuple[Path, str]], seen: set[str]) -> None:
