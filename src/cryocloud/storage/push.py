@@ -207,11 +207,13 @@ def _read_stable(f: LocalFile) -> tuple[bytes, os.stat_result]:
                          "push again once the program writing it has finished")
 
 
-def _batches(files: list[LocalFile], size: int) -> list[list[LocalFile]]:
+def _batches(files: list[LocalFile], size: int, most: int) -> list[list[LocalFile]]:
+    """Files in path order, cut into packs of about `size` bytes and at most `most` files (8 MiB of 100-byte
+    files would be 80,000 files: their reads, hashes and entries in memory at once, times the packs ahead)."""
     groups: list[list[LocalFile]] = [[]]
     total = 0
     for f in sorted(files, key=lambda x: x.rel):
-        if total >= size and groups[-1]:
+        if (total >= size or len(groups[-1]) >= most) and groups[-1]:
             groups.append([])
             total = 0
         groups[-1].append(f)
@@ -247,6 +249,9 @@ async def push_async(
         entries, sent = await _upload(p, found.files, cache, index, root.resolve())
         manifest = Manifest(name, [entries[f.rel] for f in found.files], found.links, found.dirs,
                             meta=dict(meta or {}))
+        count = len(found.files)
+        found.files.clear()  # the scan's and the upload's per-file state go before the manifest is serialized
+        entries.clear()
         reused = manifest.objects() - sent
         if reused - await p.existing(reused):  # a cleanup removed something we counted on meanwhile
             raise CryocloudError(f"objects in {store.url} vanished during the push (a cleanup ran?)",
@@ -256,7 +261,7 @@ async def push_async(
         cache.close()
         index.close()
         progress.close()
-    return PushResult(manifest, len(found.files), manifest.total_bytes, p.uploaded_objects, p.uploaded_bytes, written,
+    return PushResult(manifest, count, manifest.total_bytes, p.uploaded_objects, p.uploaded_bytes, written,
                       frozenset(sent))
 
 
@@ -283,8 +288,8 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     entries: dict[str, FileEntry] = {}
     sent: set[str] = set()
     placed: dict[str, tuple[str, int]] = {}  # small files' sha -> (pack, offset), reused or uploaded now
-    # small files placed once their pack (of this push) is uploaded: (rel, size, sha, mtime_ns, mode), never
-    # their bytes (a project's small files do not all fit in memory at once)
+    # small files whose bytes another file of this push is packing: placed once that pack is uploaded;
+    # (rel, size, sha, mtime_ns, mode), never their bytes
     later: list[tuple[str, int, str, int, int]] = []
     alive: dict[str, bool] = {}
     rows: list[tuple[str, int, int, int, str]] = []
@@ -371,9 +376,9 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
     async def batch(files_: list[LocalFile]) -> None:
         async with read_slots:
             got = await asyncio.to_thread(_read_batch, files_)
-        for r in got:
-            if r.stable:
-                rows.append((r.file.path, *r.stable, r.sha))
+        # hashes go to the stat cache now, not all at the end (true whatever happens to the upload; a million
+        # rows would otherwise wait in memory)
+        cache.store([(r.file.path, *r.stable, r.sha) for r in got if r.stable])
         fresh = [r for r in got if r.sha not in placed and r.sha not in claimed]
         reuse = await reusable(list({r.sha for r in fresh}))
         members: list[_Read] = []
@@ -389,13 +394,15 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
             else:
                 claimed.add(r.sha)
                 members.append(r)
-                later.append((r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode))
         if members:
             done = await p.upload_pack(members, index, pack_slots)
             placed.update(done)
             sent.update(pack_key(pk) for pk, _o in done.values())
+            for r in members:
+                pk, off = done[r.sha]
+                entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
 
-    groups = _batches(to_read, tuning.pack_size)
+    groups = _batches(to_read, tuning.pack_size, tuning.pack_files)
     ahead = max(2, tuning.in_flight // 4) + tuning.hashers  # packs in memory at once, at most
     await bounded(2, [  # the first failure cancels and awaits the rest: nothing uploads after we return
         lambda: bounded(ahead, [lambda f=f: large_one(f) for f in large]),  # type: ignore[misc]

@@ -21,6 +21,7 @@ class Tuning:
 
     pack_threshold: int = 2 << 20  # files smaller than this travel in packs
     pack_size: int = 8 << 20  # target size of one pack
+    pack_files: int = 2048  # and at most this many files in it (memory: a pack's files are read at once)
     range_size: int = 64 << 20  # a large file downloads as streamed ranged GETs of this size...
     parts_per_file: int = 4  # ...this many in flight per file
     objects_in_flight: int = 0  # 0: from the CPU count
