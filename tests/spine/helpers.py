@@ -67,3 +67,23 @@ def in_dir(path: Path):  # type: ignore[no-untyped-def]
             os.chdir(old)
 
     return cd()
+
+
+def running_with_monitor(project: Path) -> tuple[int, Path, Path, int]:
+    """A local job that runs until stopped (`sleep 300` in External/job001/), once its command runs and the
+    monitor is up: (job id, job folder, its agent.json, the monitor's pid)."""
+    from cryocloud.app.submit import submit_script
+    from cryocloud.monitor.loop import monitor_pid
+    from cryocloud.settings import load_settings
+
+    make_job(project, "External/job001/", ["sleep 300"])
+    with in_dir(project):
+        job = submit_script(Path("External/job001/run_submit.script"), project).job.id
+    jd = project / "External/job001"
+    agent_json = jd / f".cryocloud/job{job}/agent.json"
+    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
+    settings = load_settings()
+    assert wait_for(lambda: monitor_pid(settings) is not None)
+    monitor = monitor_pid(settings)
+    assert monitor is not None
+    return job, jd, agent_json, monitor

@@ -151,15 +151,10 @@ def test_monitor_then_agent_killed_is_marked_with_no_command_run(tmp_path: Path)
     job failed in RELION's view by itself. The test only watches files: it runs no cryocloud command."""
     from cryocloud.monitor.loop import monitor_pid
     from cryocloud.settings import load_settings
+    from spine.helpers import running_with_monitor
 
-    job = submit(tmp_path, "External/job001/", ["sleep 300"])
-    jd = tmp_path / "External/job001"
-    agent_json = jd / f".cryocloud/job{job}/agent.json"
-    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
+    _job, jd, agent_json, first = running_with_monitor(tmp_path)
     settings = load_settings()
-    assert wait_for(lambda: monitor_pid(settings) is not None)
-    first = monitor_pid(settings)
-    assert first is not None
     os.kill(first, signal.SIGKILL)
     assert wait_for(lambda: monitor_pid(settings) not in (None, first), 120), "the agent did not restart the monitor"
     assert "monitor is not running; starting it" in (jd / "run.out").read_text()

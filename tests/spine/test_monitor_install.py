@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cryocloud.app.submit import submit_script
 from cryocloud.cli.main import main
 from cryocloud.proc import pid_alive
-from spine.helpers import in_dir, make_job, markers, wait_for
+from spine.helpers import markers, running_with_monitor, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,19 +38,7 @@ def _fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _orphaned_job(project: Path) -> Path:
     """A running job whose agent and monitor are both gone, and nothing has marked it: RELION shows Running."""
-    from cryocloud.monitor.loop import monitor_pid
-    from cryocloud.settings import load_settings
-
-    make_job(project, "External/job001/", ["sleep 300"])
-    with in_dir(project):
-        job = submit_script(Path("External/job001/run_submit.script"), project).job.id
-    jd = project / "External/job001"
-    agent_json = jd / f".cryocloud/job{job}/agent.json"
-    assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
-    settings = load_settings()
-    assert wait_for(lambda: monitor_pid(settings) is not None)
-    monitor = monitor_pid(settings)
-    assert monitor is not None
+    _job, jd, agent_json, monitor = running_with_monitor(project)
     os.kill(monitor, signal.SIGSTOP)  # frozen first, so that it cannot mark the job before it dies
     os.kill(json.loads(agent_json.read_text())["pid"], signal.SIGKILL)
     os.kill(monitor, signal.SIGKILL)
