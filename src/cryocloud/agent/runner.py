@@ -100,8 +100,8 @@ class Runner:
         """Start the lab's monitor if it died (the OOM killer, a kill), so that it ends this job if this agent
         dies too. The monitor's lock decides: a second one started at the same moment leaves at once."""
         now = time.monotonic()
-        if self.lab_monitor is None or now - self._monitor_seen < MONITOR_CHECK:
-            return
+        if self.lab_monitor is None or self.terminated or now - self._monitor_seen < MONITOR_CHECK:
+            return  # a cancelled job's agent is leaving: it starts nothing
         self._monitor_seen = now
         run_dir = Path(self.lab_monitor["run_dir"])
         if any(pid_file_process(run_dir / name, MONITOR_ENTRY) for name in ("monitor.lock", "monitor.spawned")):

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("cryocloud.cli.relion_cmds:demo_data", "Make a small synthetic RELION project (no download)."),
     "agent": ("cryocloud.cli.jobs_cmds:agent", "Internal: the runner that executes a job on any backend."),
     "monitor": ("cryocloud.cli.monitor_cmds:monitor", "The per-user monitor: install (start at boot), run."),
-    "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, ls, du, rm, tier."),
+    "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, verify, ls, du, rm, tier."),
     "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
     "ledger": ("cryocloud.cli.ledger_cmds:ledger", "Check the ledger of jobs and costs, back it up, restore it."),
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
