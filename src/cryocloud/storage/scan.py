@@ -24,11 +24,17 @@ SKIP_NAMES = {".cryocloud-part"}  # our own partial downloads
 @dataclass(frozen=True, slots=True)  # one per file: a million of them in a big project
 class LocalFile:
     rel: str
-    path: str  # absolute path to read (through links)
     size: int
     mtime_ns: int
     ino: int
     mode: int
+    base: str = ""  # the root folder, one string shared by every file: the file is read at base/rel...
+    through: str = ""  # ...or here, when it is reached through a link that was followed
+
+    @property
+    def path(self) -> str:
+        """The absolute path to read (made when asked: a million stored paths would be ~100 MB)."""
+        return self.through or f"{self.base}/{self.rel}"
 
 
 @dataclass
@@ -83,11 +89,12 @@ def _walk(root: Path, start: Path, keep_links: bool, exclude: frozenset[str], ou
     if start.is_file():
         _add(root, start, out, seen)
         return
-    _walk_dir(root, str(start), _rel(root, start) if start != root else "", keep_links, exclude, out, pending, seen)
+    _walk_dir(root, str(start), _rel(root, start) if start != root else "", keep_links, exclude, out, pending, seen,
+              str(root))
 
 
 def _walk_dir(root: Path, folder: str, rel: str, keep_links: bool, exclude: frozenset[str], out: Scan,
-              pending: list[tuple[Path, str]], seen: set[str]) -> None:
+              pending: list[tuple[Path, str]], seen: set[str], base: str) -> None:
     """One folder with os.scandir: the entry's type comes with the listing and one stat per file, with plain
     strings for paths (a million files: pathlib and a second lstat per file were two thirds of a scan)."""
     try:
@@ -105,7 +112,7 @@ def _walk_dir(root: Path, folder: str, rel: str, keep_links: bool, exclude: froz
         if entry.is_symlink():
             _link(root, Path(entry.path), keep_links, out, pending, seen)
         elif entry.is_dir(follow_symlinks=False):
-            _walk_dir(root, entry.path, sub, keep_links, exclude, out, pending, seen)
+            _walk_dir(root, entry.path, sub, keep_links, exclude, out, pending, seen, base)
         elif name.endswith(".cryocloud-part") or sub in seen:
             continue
         else:
@@ -115,8 +122,8 @@ def _walk_dir(root: Path, folder: str, rel: str, keep_links: bool, exclude: froz
                 continue
             if stat.S_ISREG(st.st_mode):
                 seen.add(sub)
-                out.files.append(LocalFile(sub, entry.path, st.st_size, st.st_mtime_ns, st.st_ino,
-                                           stat.S_IMODE(st.st_mode)))
+                out.files.append(LocalFile(sub, st.st_size, st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode),
+                                           base))
     if empty and rel:
         out.dirs.append(rel)
 
@@ -155,4 +162,7 @@ def _add(root: Path, p: Path, out: Scan, seen: set[str]) -> None:
     if not stat.S_ISREG(st.st_mode):
         return
     seen.add(rel)
-    out.files.append(LocalFile(rel, str(p), st.st_size, st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode)))
+    path = str(p)
+    base = str(root)
+    through = "" if path == f"{base}/{rel}" else path
+    out.files.append(LocalFile(rel, st.st_size, st.st_mtime_ns, st.st_ino, stat.S_IMODE(st.st_mode), base, through))
