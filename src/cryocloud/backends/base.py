@@ -2,7 +2,8 @@
 
 A backend only decides *where* the agent runs. It answers stateless questions; the monitor owns polling,
 retries and reconciliation with the ledger; the agent runs the job. Every backend guarantees the job:
-- the working directory is the project folder; the environment is the submitter's minus secrets;
+- the working directory is the project folder; the environment is what a job needs of the submitter's
+  (jobs/environment.py);
 - stdout/stderr land in the job's run.out/run.err;
 - exactly one exit marker exists when the job ends, whatever ended it (the agent writes it, or the
   monitor does when the agent could not);

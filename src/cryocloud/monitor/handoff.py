@@ -2,8 +2,8 @@
 
 RELION waits for nothing, but every job pays the submit latency. The user's monitor listens on a Unix
 socket (`$CRYOCLOUD_HOME/run/submit.sock`, mode 0600). `submit` connects, sends the script, the folder and
-the submitter's environment minus secrets (over the socket: nothing is written for it), and reads the
-answer; the monitor answers with the handler it was given (the app's `answer_submission`, which runs the same
+what a job may need of the submitter's environment (jobs/environment.py; nothing is written for it), and reads
+the answer; the monitor answers with the handler it was given (the app's `answer_submission`, which runs the same
 `submit_script` a cold submit runs). No monitor listening: the caller does the work itself. Same function,
 same errors, same files either way.
 """
