@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +165,30 @@ def pid_file_process(path: Path, needle: str) -> int | None:
     except OSError:
         return None
     return int(text) if needle in cmdline else None
+
+
+# The user's monitor, as a process: what starts it and the files that name it in cryocloud's run folder. Here
+# (not in monitor/) because a local job's agent, which imports nothing of the lab, starts one too.
+MONITOR_ENTRY = "cryocloud.app.daemon"  # `python -m` this runs the monitor (the loop with the app's handler)
+MONITOR_LOCK, MONITOR_SPAWNED = "monitor.lock", "monitor.spawned"  # its pid: once it holds the lock / when started
+
+
+def monitor_command() -> list[str]:
+    return [sys.executable, "-m", MONITOR_ENTRY]
+
+
+def running_monitor(run_dir: Path, starting: bool = False) -> int | None:
+    """The running monitor's pid, or None. With `starting`, also one just started that has no lock yet."""
+    for name in (MONITOR_LOCK, MONITOR_SPAWNED) if starting else (MONITOR_LOCK,):
+        pid = pid_file_process(run_dir / name, MONITOR_ENTRY)
+        if pid is not None:
+            return pid
+    return None
+
+
+def start_monitor(run_dir: Path, env: Mapping[str, str]) -> int:
+    """Start a monitor in the background (it leaves at once if another holds the lock); returns its pid."""
+    log = run_dir / "monitor.log"
+    pid = spawn_detached(monitor_command(), env=env, stdout=log, stderr=log)
+    (run_dir / MONITOR_SPAWNED).write_text(str(pid))  # found even before it takes the lock
+    return pid

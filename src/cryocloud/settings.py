@@ -19,7 +19,6 @@ from typing import Any
 
 from cryocloud.errors import ConfigError, close_matches
 
-MONITOR_ENTRY = "cryocloud.app.daemon"  # `python -m` this starts a user's monitor (also from a local job's agent)
 
 @dataclass(frozen=True)
 class General:

@@ -13,7 +13,6 @@ import os
 import shlex
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ from cryocloud.jobs.environment import with_mpi_rights
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
-from cryocloud.proc import pid_file_process, spawn_detached, start_process_group
-from cryocloud.settings import MONITOR_ENTRY
+from cryocloud.proc import running_monitor, start_monitor, start_process_group
 
 POLL = 0.25  # seconds between checks of the abort file and signals (the command's exit is seen at once)
 ABORT_GRACE = {"relion": 3.0, "pipeliner": 12.0, "command": 0.0}  # time to stop on its own before SIGTERM
@@ -104,13 +102,9 @@ class Runner:
             return  # a cancelled job's agent is leaving: it starts nothing
         self._monitor_seen = now
         run_dir = Path(self.lab_monitor["run_dir"])
-        if any(pid_file_process(run_dir / name, MONITOR_ENTRY) for name in ("monitor.lock", "monitor.spawned")):
-            return
-        self.log("the cryocloud monitor is not running; starting it")
-        env = {**os.environ, "CRYOCLOUD_HOME": self.lab_monitor["home"]}
-        log = run_dir / "monitor.log"
-        pid = spawn_detached([sys.executable, "-m", MONITOR_ENTRY], env=env, stdout=log, stderr=log)
-        (run_dir / "monitor.spawned").write_text(str(pid))
+        if running_monitor(run_dir, starting=True) is None:
+            self.log("the cryocloud monitor is not running; starting it")
+            start_monitor(run_dir, {**os.environ, "CRYOCLOUD_HOME": self.lab_monitor["home"]})
 
     def _abort_requested(self) -> bool:
         return self.family.abort_requested(self.job_dir)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.environment import job_environment
-from cryocloud.proc import run_command
-from cryocloud.settings import MONITOR_ENTRY, Settings
+from cryocloud.proc import monitor_command, run_command
+from cryocloud.settings import Settings
 
 UNIT = "cryocloud-monitor"
 CRON_BEGIN = "# >>> cryocloud monitor (written by `cryocloud monitor install`; `cryocloud monitor uninstall` removes it)"
@@ -34,10 +33,6 @@ class Autostart:
     lines: list[str] = field(default_factory=list)  # what was written (crontab lines)
     enabled: bool = False
     note: str = ""  # what is left to do, when something is
-
-
-def monitor_argv() -> list[str]:
-    return [sys.executable, "-m", MONITOR_ENTRY]
 
 
 def monitor_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -62,7 +57,7 @@ def systemd_units(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     service = (
         "[Unit]\nDescription=cryocloud monitor: marks, relaunches and accounts jobs (leaves when none is active)\n\n"
         f"[Service]\nType=simple\n{environment}\n"
-        f"ExecStart={' '.join(_systemd_quote(a) for a in monitor_argv())}\n"
+        f"ExecStart={' '.join(_systemd_quote(a) for a in monitor_command())}\n"
         f"StandardOutput=append:{log}\nStandardError=append:{log}\n"
     )
     timer = (
@@ -76,7 +71,7 @@ def systemd_units(settings: Settings, env: dict[str, str]) -> dict[str, str]:
 def cron_lines(settings: Settings, env: dict[str, str]) -> list[str]:
     assignments = [f"{k}={v}" for k, v in sorted(monitor_env(settings, env).items())]
     log = settings.run_dir / "monitor.log"
-    command = f"{shlex.join(['env', *assignments, *monitor_argv()])} >> {shlex.quote(str(log))} 2>&1"
+    command = f"{shlex.join(['env', *assignments, *monitor_command()])} >> {shlex.quote(str(log))} 2>&1"
     command = command.replace("%", "\\%")  # cron turns a bare % into a newline
     return [CRON_BEGIN, f"@reboot {command}", f"* * * * * {command}", CRON_END]
 

@@ -11,7 +11,6 @@ import os
 import select
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 
@@ -20,17 +19,16 @@ from cryocloud.jobs import runlog
 from cryocloud.ledger import Ledger, private_dir
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
-from cryocloud.proc import pid_file_process, spawn_detached
-from cryocloud.settings import MONITOR_ENTRY, Settings, load_settings
+from cryocloud.proc import MONITOR_LOCK, running_monitor, start_monitor
+from cryocloud.settings import Settings, load_settings
 
 BACKUP_EVERY = 3600.0  # s between backups of the ledger while the monitor runs (and one when it leaves)
-ENTRY = MONITOR_ENTRY  # the module `python -m` runs as the monitor (the loop with the app's handler)
 
 
 def _lock(settings: Settings) -> int | None:
     private_dir(settings.home)
     private_dir(settings.run_dir)
-    fd = os.open(settings.run_dir / "monitor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(settings.run_dir / MONITOR_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -42,11 +40,7 @@ def _lock(settings: Settings) -> int | None:
 def monitor_pid(settings: Settings, starting: bool = False) -> int | None:
     """The running monitor's pid (written into its lock file), or None. With `starting`, also one that was
     just spawned and has not taken the lock yet."""
-    for name in ("monitor.lock", "monitor.spawned") if starting else ("monitor.lock",):
-        pid = pid_file_process(settings.run_dir / name, ENTRY)
-        if pid is not None:
-            return pid
-    return None
+    return running_monitor(settings.run_dir, starting)
 
 
 def ensure_monitor(settings: Settings) -> None:
@@ -55,9 +49,7 @@ def ensure_monitor(settings: Settings) -> None:
     if fd is None:
         return
     os.close(fd)  # free it for the monitor we start; if another grabs it first, ours exits at once
-    log = settings.run_dir / "monitor.log"
-    pid = spawn_detached([sys.executable, "-m", ENTRY], env=dict(os.environ), stdout=log, stderr=log)
-    (settings.run_dir / "monitor.spawned").write_text(str(pid))  # found even before it takes the lock
+    start_monitor(settings.run_dir, os.environ)
 
 
 def _backup(ledger: Ledger) -> None:
