@@ -34,13 +34,16 @@ MONITOR_CHECK = 5.0  # s between looks at the lab's monitor (local jobs only)
 PROGRAM, FAILED = "job.sh", "failed_command"  # in the control folder: the program bash runs, what stopped it
 
 
+def mpi_prefix(ranks: int, launcher: list[str]) -> str:
+    return shlex.join(part.replace("{ranks}", str(ranks)) for part in launcher)
+
+
 def with_mpi(line: str, ranks: int, launcher: list[str]) -> str:
     """Put the MPI launcher in front of a relion_*_mpi command line (as RELION's local mode does)."""
     if ranks <= 1 or not cmdline.is_mpi(line):
         return line
-    prefix = shlex.join(part.replace("{ranks}", str(ranks)) for part in launcher)
     indent = line[: len(line) - len(line.lstrip())]
-    return f"{indent}{prefix} {line.lstrip()}"
+    return f"{indent}{mpi_prefix(ranks, launcher)} {line.lstrip()}"
 
 
 def program_text(lines: list[str], ranks: int, launcher: list[str], failed: Path) -> str:
@@ -114,14 +117,10 @@ class Runner:
         failed = self.control_dir / FAILED
         failed.unlink(missing_ok=True)
         program = self.control_dir / PROGRAM
-        lines = self.spec.commands
-        program.write_text(program_text(lines, self.spec.resources.mpi, self.launcher, failed), encoding="utf-8")
-        launched = [with_mpi(ln, self.spec.resources.mpi, self.launcher) for ln in lines]
-        for line, cmd in zip(lines, launched, strict=True):
-            if cmd != line:
-                self.log(f"running with {self.spec.resources.mpi} MPI ranks: "
-                         f"{cmd.lstrip()[: len(cmd) - len(line)].strip()}")
-                break
+        ranks, lines = self.spec.resources.mpi, self.spec.commands
+        program.write_text(program_text(lines, ranks, self.launcher, failed), encoding="utf-8")
+        if ranks > 1 and any(cmdline.is_mpi(ln) for ln in lines):
+            self.log(f"running with {ranks} MPI ranks: {mpi_prefix(ranks, self.launcher)}")
         proc = start_process_group(["bash", str(program)], cwd=self.project, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
