@@ -19,6 +19,7 @@ from typing import Any
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.states import ACTIVE
+from cryocloud.settings import private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -144,13 +145,6 @@ def compute_usd(usd_per_hour: float, started_at: float, ended_at: float) -> floa
 
 
 LOCK_WAIT = 30.0  # s a write waits for another process's lock (the queue command waits less: app/submit.py)
-
-
-def private_dir(path: Path) -> None:
-    """cryocloud's home and its folders are the user's own (0700), whatever the umask, when cryocloud makes them."""
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.chmod(0o700)
 
 
 def backup_path(path: Path) -> Path:

@@ -20,6 +20,13 @@ from typing import Any
 from cryocloud.errors import ConfigError, close_matches
 
 
+def private_dir(path: Path) -> None:
+    """cryocloud's home and its folders are the user's own (0700), whatever the umask, when cryocloud makes them."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+
+
 @dataclass(frozen=True)
 class General:
     default_profile: str = "local"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from cryocloud.jobs import control
+from cryocloud.settings import private_dir
 
 # Names (or shell-style patterns) a job needs: the search paths, the user and locale, RELION and the CCP-EM
 # Pipeliner, MPI, threads and math libraries, GPUs, environment modules and conda, containers, cryocloud's own
@@ -59,22 +61,14 @@ def env_path(run_dir: Path, job_id: int) -> Path:
 def keep(run_dir: Path, job_id: int, env: Mapping[str, str]) -> None:
     """Keep a job's environment until it starts (and for a relaunch): private, outside the project tree."""
     path = env_path(run_dir, job_id)
-    for folder in (run_dir, path.parent):
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        folder.chmod(0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(dict(env), f)
-    os.replace(tmp, path)
+    private_dir(run_dir)
+    private_dir(path.parent)
+    control.write_json(path, dict(env))  # atomic, and 0600 (mkstemp's mode)
 
 
 def kept(run_dir: Path, job_id: int) -> dict[str, str] | None:
-    try:
-        data = json.loads(env_path(run_dir, job_id).read_text())
-    except (OSError, ValueError):
-        return None
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+    data = control.read_json(env_path(run_dir, job_id))
+    return {str(k): str(v) for k, v in data.items()} if data is not None else None
 
 
 def forget_ended(run_dir: Path, active: set[int]) -> None:

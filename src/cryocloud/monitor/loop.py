@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
-from cryocloud.ledger import Ledger, private_dir
+from cryocloud.ledger import Ledger
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
 from cryocloud.proc import MONITOR_LOCK, running_monitor, start_monitor
-from cryocloud.settings import Settings, load_settings
+from cryocloud.settings import Settings, load_settings, private_dir
 
 BACKUP_EVERY = 3600.0  # s between backups of the ledger while the monitor runs (and one when it leaves)
 
