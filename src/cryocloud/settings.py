@@ -106,6 +106,10 @@ class Settings:
     def local_cpus(self) -> int:
         return self.local.cpus or (os.cpu_count() or 1)
 
+    def pass_env(self) -> list[str]:
+        """What any profile passes its jobs beyond the standard set (before the profile is known)."""
+        return [n for p in self.profiles.values() for n in p.pass_env()]
+
     def profile(self, name: str) -> Profile:
         from cryocloud.backends.registry import BACKENDS
 

@@ -36,8 +36,7 @@ class Autostart:
 
 
 def monitor_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
-    wanted = [n for p in settings.profiles.values() for n in p.pass_env()]
-    return {**job_environment(env, wanted), "CRYOCLOUD_HOME": str(settings.home)}
+    return {**job_environment(env, settings.pass_env()), "CRYOCLOUD_HOME": str(settings.home)}
 
 
 def unit_dir(env: dict[str, str]) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cryocloud.backends.base import get_backend
+from cryocloud.backends.base import Backend, get_backend
 from cryocloud.backends.registry import BACKENDS, Feature
 from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError, close_matches
 from cryocloud.jobs import control, environment, runlog
@@ -124,7 +124,7 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
 def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str],
                 ledger_wait: float = LOCK_WAIT) -> Submitted:
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
-    get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
+    backend = get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
     job_env = job_environment(env, profile.pass_env())  # what the job needs, never the whole environment
     ledger = Ledger(settings.ledger_path, wait=ledger_wait)
@@ -136,7 +136,7 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
                     f"{spec.job_dir} already has an active job (cryocloud job {busy[0].id}, {busy[0].state})",
                     f"wait for it, or stop it with `cryocloud cancel {busy[0].id}`",
                 )
-            predicted = check_cost(spec, profile, settings, ledger)
+            predicted = check_cost(spec, profile, backend, settings, ledger)
             job_dir = spec.folder
             FAMILIES[spec.client].clear(job_dir)  # stale markers of an earlier run of this folder
             job_id = ledger.add_job(
@@ -214,7 +214,8 @@ def hours_text(hours: float) -> str:
     return f"~{hours * 60:.0f} min" if hours < 1 else f"~{hours:.1f} h"
 
 
-def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledger) -> Prediction | None:
+def check_cost(spec: JobSpec, profile: Profile, backend: Backend, settings: Settings,
+               ledger: Ledger) -> Prediction | None:
     """Predict the job's cost where it will run and refuse it over a budget or its own 'Max cost' field.
 
     Local jobs are planned only when a limit applies (planning must never block a job the model cannot size).
@@ -232,7 +233,7 @@ def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledg
     limited = cap is not None or bool(budget_states(settings, ledger, settings.user, project))
     if profile.backend == "local" and not limited:
         return None
-    predicted = predict(spec, profile, settings)
+    predicted = predict(spec, profile, backend, settings)
     if cap is not None and predicted is not None and predicted.usd > cap:
         raise SubmissionError(
             f"this job is {predicted.line()}, over its Max cost of {usd_text(cap)} USD",
@@ -241,22 +242,20 @@ def check_cost(spec: JobSpec, profile: Profile, settings: Settings, ledger: Ledg
     return predicted
 
 
-def predict(spec: JobSpec, profile: Profile, settings: Settings) -> Prediction | None:
+def predict(spec: JobSpec, profile: Profile, backend: Backend, settings: Settings) -> Prediction | None:
     """The job's cost where its profile runs it, priced by that backend (None: no way to tell)."""
     from cryocloud.backends.slurm_text import time_seconds
-    from cryocloud.planner.model import job_kind
     from cryocloud.planner.plan import hours_on_allocation, plan_for_spec
 
     if profile.backend == "local":
         try:
-            job_kind(spec.job_type)
             plan = plan_for_spec(spec, settings, instance=spec.extras.get("machine") or None)
         except CryocloudError:
             return None  # a job type without a runtime model (External, a command), or one it cannot size
         if plan.local is None:
             return None
         return Prediction(plan.local.usd, plan.local.hours, plan.local.usd_per_hour, "the workstation")
-    rate = get_backend(profile, settings).usd_per_hour(spec)
+    rate = backend.usd_per_hour(spec)
     where = f"{profile.backend} profile {profile.name}"
     if rate == 0:
         return Prediction(0.0, None, 0.0, where)

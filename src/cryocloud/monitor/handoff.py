@@ -44,8 +44,7 @@ def hand_off(settings: Settings, script: Path, cwd: Path, env: Mapping[str, str]
     if not path.exists():
         return None
     # what any profile's jobs may need: the monitor picks the profile and passes only that one's names on
-    wanted = [n for p in settings.profiles.values() for n in p.pass_env()]
-    request = {"script": str(script), "cwd": str(cwd), "env": job_environment(env, wanted)}
+    request = {"script": str(script), "cwd": str(cwd), "env": job_environment(env, settings.pass_env())}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         try:
             conn.connect(str(path))
