@@ -5,7 +5,8 @@ skipped. Every byte is checked against its SHA-256 before it lands: downloads go
 and are renamed into place only when the hash matches, so a damaged object never leaves a wrong file behind.
 A damaged object costs only its own files (a pack's other members are checked one by one and restored): the
 pull restores every file it can, then raises `IntegrityError` naming the rest, and records the damaged
-objects so that the next push of a good copy uploads them again (cache.PackIndex). Packs are fetched with one ranged GET covering the files needed.
+objects so that the next push of a good copy uploads them again (cache.PackIndex). Packs are fetched with one
+ranged GET covering the files needed.
 Everything arrives as a stream of ~1 MiB chunks written as they come (see `ObjectStore.get_stream`).
 """
 
@@ -330,6 +331,7 @@ async def pull_async(
                 rows.append((path, st.st_size, st.st_mtime_ns, st.st_ino, e.sha256))
         cache.store(rows)
         if p.bad:
+            record_damaged(store, {e.key for e, _why in p.bad.values()})
             raise _damaged(store, p.bad, len(todo))
     finally:
         cache.close()
@@ -347,7 +349,6 @@ def record_damaged(store: ObjectStore, keys: set[str]) -> None:
 
 def _damaged(store: ObjectStore, bad: dict[str, tuple[FileEntry, str]], tried: int) -> IntegrityError:
     keys = {e.key for e, _why in bad.values()}
-    record_damaged(store, keys)
     names = ", ".join(sorted(bad)[:5]) + (", ..." if len(bad) > 5 else "")
     first = bad[min(bad)][1]
     return IntegrityError(

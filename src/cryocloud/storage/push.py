@@ -174,6 +174,9 @@ class _Read:
     mtime_ns: int
     stable: tuple[int, int, int] | None  # (size, mtime_ns, ino) when nothing changed while reading
 
+    def entry(self, pack: str, offset: int) -> FileEntry:
+        return FileEntry(self.file.rel, len(self.data), self.sha, self.mtime_ns, self.file.mode, pack, offset)
+
 
 def _same(st: os.stat_result, key: tuple[int, int, int] | None) -> bool:
     return key is not None and (st.st_size, st.st_mtime_ns, st.st_ino) == key
@@ -386,7 +389,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
             if r.sha in reuse or r.sha in placed:
                 pk, off = reuse.get(r.sha) or placed[r.sha]
                 placed.setdefault(r.sha, (pk, off))
-                entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
+                entries[r.file.rel] = r.entry(pk, off)
                 p.progress.advance(len(r.data))
             elif r.sha in claimed:  # the same bytes at another path: stored once
                 later.append((r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode))
@@ -400,7 +403,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
             sent.update(pack_key(pk) for pk, _o in done.values())
             for r in members:
                 pk, off = done[r.sha]
-                entries[r.file.rel] = FileEntry(r.file.rel, len(r.data), r.sha, r.mtime_ns, r.file.mode, pk, off)
+                entries[r.file.rel] = r.entry(pk, off)
 
     groups = _batches(to_read, tuning.pack_size, tuning.pack_files)
     ahead = max(2, tuning.in_flight // 4) + tuning.hashers  # packs in memory at once, at most
