@@ -96,31 +96,63 @@ def pull(name: str, dest: Path, url: str, only: tuple[str, ...], quiet: bool, as
 @storage.command()
 @click.argument("name")
 @click.option("--from", "url", default="", help=STORE_HELP)
-@click.option("--full", is_flag=True, help="Download and hash every object (default: a HEAD each: there, right size).")
+@click.option("--full", is_flag=True,
+              help="Download and hash every object (default: a HEAD each: there, right size, and on S3 the "
+                   "stored SHA-256 of objects put in one request).")
+@click.option("--repair", "source", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="FOLDER", help="Store damaged or missing objects again from this good copy (their files are "
+                                     "hashed first), under the same keys, then check them again.")
 @click.option("--quiet", "-q", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def verify(name: str, url: str, full: bool, quiet: bool, as_json: bool) -> None:
+def verify(name: str, url: str, full: bool, source: Path | None, quiet: bool, as_json: bool) -> None:
     """Check that manifest NAME's objects are whole in the store; exit 1 if any is damaged or missing.
 
-    What it finds is remembered: the next `storage push` of a good copy uploads those objects again.
+    What it finds is remembered: the next `storage push` of a good copy uploads those objects again, or
+    `--repair FOLDER` stores them again now from a good copy (the project folder they were pushed from).
+
+    \b
+    cryocloud storage verify jobs/Class3D-job012-in            # quick: HEADs (and stored checksums on S3)
+    cryocloud storage verify jobs/Class3D-job012-in --full     # download and hash everything
+    cryocloud storage verify snap/2026-11 --full --repair ~/projects/ribosome
     """
+    from cryocloud.storage.pull import load_manifest
+    from cryocloud.storage.repair import repair_async
     from cryocloud.storage.verify import verify_async
 
     store = _store(url)
     r = _run(verify_async(store, name, full=full, progress=_progress(quiet or as_json)))
+    fixed = None
+    if not r.ok and source is not None:
+        bad = set(r.damaged) | set(r.missing)
+        fixed = _run(repair_async(store, _run(load_manifest(store, name)), bad, source))
+        before, r = r, _run(verify_async(store, name, full=full, progress=_progress(True)))
     if as_json:
-        click.echo(json.dumps({"manifest": name, "objects": r.objects, "full": r.full, "ok": r.ok,
-                               "bytes_checked": r.bytes_checked, "damaged": r.damaged, "missing": r.missing}))
+        out = {"manifest": name, "objects": r.objects, "full": r.full, "ok": r.ok, "bytes_checked": r.bytes_checked,
+               "by_checksum": r.by_checksum, "damaged": r.damaged, "missing": r.missing}
+        if fixed is not None:
+            out["repaired"], out["not_repaired"] = fixed.repaired, fixed.left
+        click.echo(json.dumps(out))
     else:
-        how = f"downloaded and hashed ({_gb(r.bytes_checked)})" if full else "there with the right size (--full hashes them)"
+        if fixed is not None:
+            click.echo(f"{name}: {len(before.damaged)} damaged and {len(before.missing)} missing of "
+                       f"{before.objects} objects; {len(fixed.repaired)} stored again from {source}")
+            for key, why in sorted(fixed.left.items()):
+                click.echo(f"  not repaired {key}: {why}")
+        if full:
+            how = f"downloaded and hashed ({_gb(r.bytes_checked)})"
+        elif r.by_checksum:
+            how = (f"there with the right size, {r.by_checksum} matching their stored SHA-256 (--full hashes "
+                   "every one)")
+        else:
+            how = "there with the right size (--full hashes them)"
         click.echo(f"{name}: {r.objects} objects {how}" if r.ok else
                    f"{name}: {len(r.damaged)} damaged and {len(r.missing)} missing of {r.objects} objects")
         for what, found in (("damaged", r.damaged), ("missing", r.missing)):
             for key, files in sorted(found.items()):
                 click.echo(f"  {what} {key}: {', '.join(files[:5])}{', ...' if len(files) > 5 else ''}")
         if not r.ok:
-            click.echo("hint: push the folder again from a good copy (cryocloud storage push): it uploads these "
-                       "objects again", err=True)
+            click.echo("hint: store them again from a good copy: cryocloud storage verify NAME --repair FOLDER, or "
+                       "push the folder again (cryocloud storage push)", err=True)
     if not r.ok:
         raise click.exceptions.Exit(1)
 

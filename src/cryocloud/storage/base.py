@@ -36,6 +36,7 @@ class ObjectInfo:
     size: int
     mtime: float = 0.0  # seconds since the epoch
     storage_class: str = "STANDARD"
+    sha256: str = ""  # the store's own SHA-256 of the whole object, from `head(key, checksum=True)`; "" if none
 
 
 @runtime_checkable
@@ -49,7 +50,9 @@ class ObjectStore(Protocol):
       yields the same bytes as memoryviews of about `STREAM_CHUNK` (downloads use it: each chunk is written and
       hashed as it arrives, no large buffer is ever allocated). Callers close it (`contextlib.aclosing`) so
       a download stopped half-way releases its connection at once.
-    - `head` returns None for a missing key. `list(prefix)` yields every key inside the folder `prefix`
+    - `head` returns None for a missing key. `head(key, checksum=True)` also fills `ObjectInfo.sha256` with the
+      whole object's SHA-256 the store keeps, where it keeps one (`keeps_checksums` names the algorithm, "" for a
+      store that keeps none; S3 keeps it for objects put in one request, up to `single_part_max` bytes). `list(prefix)` yields every key inside the folder `prefix`
       ('a/b' and 'a/b/' both mean the folder a/b: never 'a/bc'), in any order.
     - `delete` of a missing key is not an error.
     - `check` raises a clear `CryocloudError` when the store is unreachable, the credentials are refused or
@@ -61,6 +64,8 @@ class ObjectStore(Protocol):
     """
 
     url: str
+    keeps_checksums: str
+    single_part_max: int
 
     async def check(self) -> None: ...
 
@@ -71,7 +76,7 @@ class ObjectStore(Protocol):
 
     def get_stream(self, key: str, start: int | None = None, end: int | None = None) -> AsyncGenerator[memoryview, None]: ...
 
-    async def head(self, key: str) -> ObjectInfo | None: ...
+    async def head(self, key: str, checksum: bool = False) -> ObjectInfo | None: ...
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]: ...
 

@@ -21,6 +21,9 @@ from cryocloud.storage.base import STREAM_CHUNK, ObjectInfo, ObjectNotFound, joi
 
 
 class LocalFolderStore:
+    keeps_checksums = ""  # a file system keeps none: `storage verify --full` hashes
+    single_part_max = 0
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.url = str(self.root)
@@ -96,7 +99,7 @@ class LocalFolderStore:
         finally:
             f.close()
 
-    async def head(self, key: str) -> ObjectInfo | None:
+    async def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:  # keeps no checksums
         try:
             st = await asyncio.to_thread(os.stat, self._path(key))
         except FileNotFoundError:

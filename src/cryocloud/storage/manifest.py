@@ -6,11 +6,15 @@ Layout under a store's root (an S3 prefix or a folder):
     cas/p/<sha256>              a pack: small files' bytes back to back, named by the SHA-256 of its index
                                 entries (file hashes, offsets, sizes: they fix every byte); older packs were
                                 named by the SHA-256 of their bytes. Readers never rely on which.
-    cas/i/<sha256>.json         the pack's index: [[file sha256, offset, size], ...] (for dedup by later pushes)
+    cas/i/<sha256>.json         the pack's index: [[file sha256, offset, size], ...] (for dedup by later pushes),
+                                and the SHA-256 of the pack's bytes (what a store's stored checksum is compared to)
     manifests/<name>.json       one manifest per push (a job's inputs, outputs, a project snapshot)
 
 A manifest is written last, after every object it names is known to exist, so a manifest never points at a
-missing object; every byte read back is checked against its SHA-256.
+missing object; every byte read back is checked against its SHA-256. Its `checksum` says what the store keeps of
+each object: {"algorithm": "sha256", "whole_up_to": N} when every object of at most N bytes (put in one request)
+carries its whole SHA-256 on the store (S3); absent when the store keeps none (a folder). Larger objects carry a
+composite one (S3 multipart) that only a download and hash (`storage verify --full`) can stand in for.
 """
 
 from __future__ import annotations
@@ -82,6 +86,11 @@ class Manifest:
     dirs: list[str] = field(default_factory=list)  # empty folders, so the layout comes back exactly
     created: float = field(default_factory=time.time)
     meta: dict[str, str] = field(default_factory=dict)
+    checksum: dict[str, object] = field(default_factory=dict)  # see the module's doc
+
+    def whole_checksum(self, size: int) -> bool:
+        """Does an object of `size` bytes named by this manifest carry its whole SHA-256 on the store?"""
+        return self.checksum.get("algorithm") == "sha256" and size <= int(str(self.checksum.get("whole_up_to", 0)))
 
     @property
     def total_bytes(self) -> int:
@@ -94,14 +103,17 @@ class Manifest:
     def content(self) -> tuple[object, ...]:
         """What the manifest says, without when it was made: equal content means nothing changed."""
         return (sorted(self.files, key=lambda f: f.path), sorted(self.links, key=lambda x: x.path),
-                sorted(self.dirs), sorted(self.meta.items()))
+                sorted(self.dirs), sorted(self.meta.items()), sorted(self.checksum.items()))
 
     def to_json(self) -> bytes:
         """The manifest as compact JSON, written row by row (a million files: no list of lists in memory)."""
         def dumps(value: object) -> bytes:
             return json.dumps(value, separators=(",", ":")).encode()
 
-        head = {"format": FORMAT, "name": self.name, "created": self.created, "meta": self.meta, "fields": FIELDS}
+        head: dict[str, object] = {"format": FORMAT, "name": self.name, "created": self.created, "meta": self.meta,
+                                   "fields": FIELDS}
+        if self.checksum:
+            head["checksum"] = self.checksum
         out = bytearray(dumps(head)[:-1] + b',"files":[')
         for i, f in enumerate(sorted(self.files, key=_path)):
             if i:
@@ -124,7 +136,7 @@ class Manifest:
             files = [FileEntry(**dict(zip(fields, row, strict=True))) for row in body["files"]]
             links = [LinkEntry(**x) for x in body["links"]]
             return cls(body["name"], files, links, list(body.get("dirs", [])), float(body["created"]),
-                       dict(body.get("meta", {})))
+                       dict(body.get("meta", {})), dict(body.get("checksum", {})))
         except (ValueError, KeyError, TypeError) as e:
             raise CryocloudError(f"{where} is not a valid manifest ({e})", "push again to rewrite it") from None
 

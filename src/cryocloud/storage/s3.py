@@ -10,6 +10,10 @@ calls, which saves ~0.2 s of start-up on every transfer. The endpoint is, first 
 HTTPS certificates are always verified. A facility's endpoint signed by its own CA is trusted through the CA's
 PEM file: `[storage] ca_bundle` or AWS_CA_BUNDLE (as boto3 and aws-cli read it), added to the system's roots
 for obstore and given to boto3 as `verify`.
+
+Every upload carries its SHA-256 (x-amz-checksum-sha256): the server checks the bytes it got against it and keeps
+it. An object put in one request (up to PART_SIZE: packs, small blobs) keeps the whole object's SHA-256, which
+`storage verify` compares without downloading; a multipart object's checksum is composite (a hash of its parts').
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ def _answer(e: BaseException) -> tuple[int, str, str]:
 
 
 class S3Store:
+    keeps_checksums = "sha256"  # objects put in one request (<= single_part_max) keep their whole SHA-256
+    single_part_max = PART_SIZE
+
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str = "", region: str = "",
                  ca_bundle: str = "") -> None:
         from obstore.store import S3Store as ObS3
@@ -112,6 +119,7 @@ class S3Store:
                 )
             credential_provider = Boto3CredentialProvider(session)
         config["region"] = self.region
+        config["checksum_algorithm"] = "sha256"
         client_options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s", "pool_max_idle_per_host": "128"}
         if self.endpoint_url:
             config["endpoint"] = config["aws_endpoint_url_s3"] = self.endpoint_url
@@ -303,10 +311,12 @@ class S3Store:
         except Exception as e:
             self._raise(e, "download of", key)
 
-    async def head(self, key: str) -> ObjectInfo | None:
+    async def head(self, key: str, checksum: bool = False) -> ObjectInfo | None:
         import obstore
         import obstore.exceptions as oe
 
+        if checksum:
+            return await self._head_checksum(key)
         try:
             meta = await obstore.head_async(self._store, key)
         except (oe.NotFoundError, FileNotFoundError) as e:
@@ -316,6 +326,27 @@ class S3Store:
         except Exception as e:
             self._raise(e, "lookup of", key)
         return ObjectInfo(key, int(meta["size"]), meta["last_modified"].timestamp())
+
+    async def _head_checksum(self, key: str) -> ObjectInfo | None:
+        """HEAD through boto3, which can ask for the stored checksum (obstore's HEAD does not return it)."""
+        import asyncio
+        import base64
+
+        def call() -> dict[str, Any] | None:
+            try:
+                return cast("dict[str, Any]", self._client.head_object(
+                    Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED"))
+            except Exception as e:
+                if _answer(e)[0] == 404:
+                    return None
+                self._raise(e, "lookup of", key)
+
+        got = await asyncio.to_thread(call)
+        if got is None:
+            return None
+        stored, kind = str(got.get("ChecksumSHA256", "")), str(got.get("ChecksumType", "FULL_OBJECT"))
+        whole = base64.b64decode(stored).hex() if stored and "-" not in stored and kind == "FULL_OBJECT" else ""
+        return ObjectInfo(key, int(got["ContentLength"]), got["LastModified"].timestamp(), sha256=whole)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         import obstore

@@ -1,24 +1,32 @@
-"""`storage verify`: are a manifest's objects whole in the store?
+"""`storage verify`: are a manifest's objects whole in the store? `--repair FROM`: make them whole again.
 
 Quick (default): a HEAD per object: it exists, and it is as long as the manifest says (a blob its file's size, a
-pack at least up to its last member). `--full`: every object is downloaded and hashed. Objects are content
-addressed, so the key says what the bytes must hash to: a blob's SHA-256 is its file's; a pack is named by its
-index (its members' hashes, offsets and sizes), so each member the manifest names is hashed on its own. Damaged and missing objects are
+pack at least up to its last member). Where the store keeps the object's whole SHA-256 (S3, for objects put in one
+request: the manifest's `checksum` says which), the HEAD asks for it and compares it with what the object must
+hash to: an object overwritten with other bytes is found without downloading it. A multipart object's checksum is
+composite and a folder keeps none: those are only sized. No stored checksum sees damage done inside the server
+after it checked the upload: `--full` downloads and hashes every object, the check that cannot be fooled.
+
+Objects are content addressed, so the key says what the bytes must hash to: a blob's SHA-256 is its file's; a pack
+is named by its index (its members' hashes, offsets and sizes), so each member the manifest names is hashed on its
+own, and the index keeps the SHA-256 of the pack's bytes for the stored checksum. Damaged and missing objects are
 recorded (cache.PackIndex) so that the next push of a good copy uploads them again.
 
-(No server-side checksum is used: S3 keeps one only when the uploader asked for it, a multipart object's is
-composite, and none catches damage done by the server itself. `--full` is the check that cannot be fooled.)
+`repair` puts the exact bytes back under the same keys, so every manifest naming them is whole again: a blob from
+a local file with its hash; a pack rebuilt from its index, each member from a local file with that hash or, where
+the damage spared it, from the stored pack itself. It never trusts a local file it has not hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from cryocloud.storage.base import ObjectStore
-from cryocloud.storage.manifest import FileEntry
+from cryocloud.storage.base import ObjectNotFound, ObjectStore
+from cryocloud.storage.manifest import FileEntry, packidx_key
 from cryocloud.storage.progress import NullProgress, Progress
 from cryocloud.storage.pull import load_manifest, record_damaged
 from cryocloud.storage.transfer import Tuning, bounded, run
@@ -32,6 +40,7 @@ class VerifyResult:
     full: bool
     damaged: dict[str, list[str]] = field(default_factory=dict)  # object key -> the files it costs
     missing: dict[str, list[str]] = field(default_factory=dict)
+    by_checksum: int = 0  # objects a quick check compared with the store's own SHA-256 (the others: sized only)
 
     @property
     def ok(self) -> bool:
@@ -77,18 +86,25 @@ async def verify_async(store: ObjectStore, name: str, *, full: bool = False, tun
         by_key[e.key].append(e)
     damaged: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
-    checked = 0
+    checked = by_checksum = 0
 
     async def one(key: str) -> None:
-        nonlocal checked
+        nonlocal checked, by_checksum
         members = by_key[key]
-        info = await store.head(key)
+        info = await store.head(key, checksum=not full and bool(m.checksum))
         if info is None:
             missing[key] = [e.path for e in members]
             return
         if info.size < max(e.offset + e.size for e in members):
             damaged[key] = [e.path for e in members]
             return
+        if not full and m.whole_checksum(info.size):
+            want = await _pack_sha(store, key) if key.startswith("cas/p/") else _expected_sha(key)
+            if want:  # (a pack from before packs recorded their hash: sized only)
+                by_checksum += 1
+                if info.sha256 != want:  # other bytes, or none kept: not what this push stored
+                    damaged[key] = [e.path for e in members]
+                return
         if full:
             bad = await _hash_object(store, key, members, progress)
             checked += info.size
@@ -103,7 +119,16 @@ async def verify_async(store: ObjectStore, name: str, *, full: bool = False, tun
         progress.close()
     if damaged or missing:
         record_damaged(store, set(damaged) | set(missing))
-    return VerifyResult(name, len(by_key), checked, full, damaged, missing)
+    return VerifyResult(name, len(by_key), checked, full, damaged, missing, by_checksum)
+
+
+async def _pack_sha(store: ObjectStore, key: str) -> str:
+    """The SHA-256 of a pack's bytes, from its index ("" when the index is gone or older than the field)."""
+    try:
+        body = json.loads(await store.get(packidx_key(key.removeprefix("cas/p/"))))
+    except (ObjectNotFound, ValueError):
+        return ""
+    return str(body.get("sha256", ""))
 
 
 def verify(store: ObjectStore, name: str, *, full: bool = False, tuning: Tuning | None = None,
