@@ -11,9 +11,10 @@ HTTPS certificates are always verified. A facility's endpoint signed by its own 
 PEM file: `[storage] ca_bundle` or AWS_CA_BUNDLE (as boto3 and aws-cli read it), added to the system's roots
 for obstore and given to boto3 as `verify`.
 
-Every upload carries its SHA-256 (x-amz-checksum-sha256): the server checks the bytes it got against it and keeps
-it. An object put in one request (up to PART_SIZE: packs, small blobs) keeps the whole object's SHA-256, which
-`storage verify` compares without downloading; a multipart object's checksum is composite (a hash of its parts').
+An object put in one request (up to PART_SIZE: packs, small blobs, manifests) carries its SHA-256
+(x-amz-checksum-sha256): the server checks the bytes it got against it and keeps it, and `storage verify` compares
+it without downloading. Multipart uploads send none: a multipart checksum is composite (a hash of its parts'),
+useless to `verify`, and hashing each part again cost ~10% of the upload rate here (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -119,7 +120,6 @@ class S3Store:
                 )
             credential_provider = Boto3CredentialProvider(session)
         config["region"] = self.region
-        config["checksum_algorithm"] = "sha256"
         client_options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s", "pool_max_idle_per_host": "128"}
         if self.endpoint_url:
             config["endpoint"] = config["aws_endpoint_url_s3"] = self.endpoint_url
@@ -128,9 +128,10 @@ class S3Store:
         if self.ca_bundle:
             client_options["root_certificate"] = _ca_pem(self.ca_bundle)  # added to the system's roots
 
-        def make(retries: int, timeout: float) -> Any:
+        def make(retries: int, timeout: float, checksum: bool = False) -> Any:
             return ObS3(
-                bucket, prefix=self.prefix or None, config=cast("S3Config", config),
+                bucket, prefix=self.prefix or None,
+                config=cast("S3Config", {**config, "checksum_algorithm": "sha256"} if checksum else config),
                 client_options=cast("ClientConfig", client_options),
                 retry_config={"max_retries": retries, "retry_timeout": timedelta(seconds=timeout),
                               "backoff": {"init_backoff": timedelta(milliseconds=100),
@@ -138,7 +139,8 @@ class S3Store:
                 credential_provider=credential_provider,
             )
 
-        self._store = make(6, 120)
+        self._store = make(6, 120)  # multipart uploads: a checksum per part would be composite, and costs ~10%
+        self._whole = make(6, 120, checksum=True)  # single-request uploads: the object's SHA-256 is kept
         self._probe = make(1, 10)  # for check(): an unreachable endpoint fails in seconds, not minutes
 
     def _boto_session(self) -> Any:
@@ -268,13 +270,14 @@ class S3Store:
         tagset = tags or None  # sent as x-amz-tagging with the PUT (or CreateMultipartUpload)
         try:
             if isinstance(data, Path):  # read natively by obstore, in parts, several in flight
+                multipart = data.stat().st_size > PART_SIZE
                 await obstore.put_async(
-                    self._store, key, data, use_multipart=data.stat().st_size > PART_SIZE,
+                    self._store if multipart else self._whole, key, data, use_multipart=multipart,
                     chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY, tags=tagset,
                 )
             elif isinstance(data, bytes | bytearray | memoryview) or (size is not None and size <= PART_SIZE):
                 body = data if isinstance(data, bytes | bytearray | memoryview) else b"".join(data)
-                await obstore.put_async(self._store, key, body, use_multipart=False, tags=tagset)
+                await obstore.put_async(self._whole, key, body, use_multipart=False, tags=tagset)
             else:
                 await obstore.put_async(
                     self._store, key, _rechunk(data, PART_SIZE), use_multipart=True,
