@@ -25,11 +25,14 @@ def main(argv: list[str]) -> int:
         with cal.open("a") as fh:
             fh.write("\n".join(new) + "\n")
         print(f"appended {len(new)} runs to {cal}")
-    fits = calibrate.fit(calibrate.load_runs(cal))
+    fits, gpus = calibrate.fit_all(cal)
     print(calibrate.report(fits))
+    print()
+    print(calibrate.gpu_report(gpus))
     if not args.dry_run:
         (DATA_DIR / "runtime_model.csv").write_text(calibrate.model_csv(fits))
-        print(f"wrote {DATA_DIR / 'runtime_model.csv'}")
+        (DATA_DIR / "gpu_speeds.csv").write_text(calibrate.gpu_csv(gpus))
+        print(f"wrote {DATA_DIR / 'runtime_model.csv'} and {DATA_DIR / 'gpu_speeds.csv'}")
     return 0
 
 

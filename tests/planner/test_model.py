@@ -80,7 +80,13 @@ def test_fit_recovers_a_known_line() -> None:
 
 
 def test_shipped_model_matches_calibration_data() -> None:
-    fits = calibrate.fit(calibrate.load_runs())
+    from cryocloud.planner.catalog import Catalog
+
+    fits, gpus = calibrate.fit_all()
     shipped = model.coefficients()
     for f in fits:
         assert shipped[(f.job_type, f.device)].hours_per_work == pytest.approx(f.hours_per_work, rel=1e-3)
+    cards = Catalog().gpu_models
+    for name, c in gpus.speeds.items():
+        assert cards[name].relion_speed == pytest.approx(c.speed, rel=1e-3) and cards[name].basis == c.basis
+    assert Catalog().gpu_count_exponent == pytest.approx(gpus.exponent, rel=1e-3)

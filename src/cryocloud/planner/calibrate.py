@@ -3,13 +3,24 @@
 For each (job type, device): hours = overhead + k * x with x = work / speed units, fitted by least squares on the
 relative error (a 10-second job counts as much as a 10-hour one), overhead >= 0. The leave-one-out error says how
 well a run the fit has not seen is predicted. scripts/fit_runtime_model.py is the command-line face.
+
+GPU speed units = speed per card x cards^p (`fit_gpus` -> data/gpu_speeds.csv):
+- p, sub-linear scaling with the card count (RELION's leader plus one rank per GPU, and the CPU-side M-step), is
+  the pooled slope of log hours on log cards over every series of runs that differ only in their card count;
+- a card's speed is measured where runs of the canonical job (Class3D) were published on it: each run's speed
+  against the K80 founding Class3D row (the unit), their geometric mean; the same speeds serve every job type
+  (each job type's own k absorbs its constant); two models of one chip (V100, V100-32GB) share it;
+- a card without runs is derived from its memory bandwidth (RELION's GPU kernels are bandwidth-bound), at the
+  geometric mean speed-per-GB/s of the cards measured on the canonical job, and marked derived;
+- leave-one-card-out: each measured card's runs predicted with that card derived from the others and p fitted
+  without it: the spread a derived card carries.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryocloud.planner.catalog import Catalog, read_data_csv
@@ -26,9 +37,11 @@ class Run:
     job_type: str
     device: str
     size: JobSize
-    units: float  # speed units used (all machines together)
+    units: float  # speed units used (all machines together); GPU runs: set by `with_gpu_units`
     hours: float
     machine: str
+    gpus: int = 0
+    gpu_model: str = ""
 
     @property
     def x(self) -> float:
@@ -62,16 +75,126 @@ def load_runs(path: Path | None = None, catalog: Catalog | None = None) -> list[
     for r in rows:
         if (r.get("fit") or "yes") == "no":
             continue
+        if (r.get("measured") or "wall") != "wall":
+            continue  # E-step-only times are a lower bound of a job's hours: not fitted with wall times
         size = JobSize(**{f: float(r[f] or 0) for f in SIZE_FIELDS})
-        gpus = float(r["gpus"] or 0)
-        if gpus:
-            units = gpus * catalog.gpu_models[r["gpu_model"]].relion_speed
-        else:
+        gpus = int(float(r["gpus"] or 0))
+        units = math.nan
+        if not gpus:
             machine = catalog.types.get(r["machine"])
             units = float(r["cpus"]) * (machine.cpu_speed if machine else LOCAL_CPU_SPEED)
         runs.append(Run(r["source"], job_kind(r["job_type"]).name, "gpu" if gpus else "cpu", size, units,
-                        float(r["hours"]), r["machine"]))
+                        float(r["hours"]), r["machine"], gpus, r["gpu_model"] or ""))
     return runs
+
+
+UNIT_CARD = "K80"
+SPEED_JOB = "Class3D"  # the canonical benchmark job: card speeds are measured on it, and apply to every job type
+
+
+@dataclass(frozen=True)
+class CardSpeed:
+    model: str
+    speed: float  # per card, relative to one K80 die
+    basis: str  # "measured" or "derived"
+    runs: int
+    loo_ratio: float = math.nan  # measured cards: derived-from-the-others / measured speed
+
+
+@dataclass(frozen=True)
+class GpuFit:
+    exponent: float
+    speeds: dict[str, CardSpeed]
+    loo: tuple[tuple[Run, float], ...]  # each measured card's runs, predicted with that card left out (hours)
+
+
+def _gmean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _count_exponent(runs: list[Run]) -> float:
+    """Pooled slope of log hours on log cards within series that differ only in the card count."""
+    series: dict[tuple[object, ...], list[Run]] = {}
+    for r in runs:
+        series.setdefault((r.source, r.job_type, r.gpu_model, r.size), []).append(r)
+    sxy = sxx = 0.0
+    for group in series.values():
+        if len({r.gpus for r in group}) < 2:
+            continue
+        mx = statistics.fmean(math.log(r.gpus) for r in group)
+        my = statistics.fmean(math.log(r.hours) for r in group)
+        sxy += sum((math.log(r.gpus) - mx) * (math.log(r.hours) - my) for r in group)
+        sxx += sum((math.log(r.gpus) - mx) ** 2 for r in group)
+    return min(1.0, max(0.3, -sxy / sxx)) if sxx else 1.0
+
+
+def _speeds(runs: list[Run], p: float) -> dict[str, list[float]]:
+    """Each run's card speed against its job type's unit-card runs: k from the K80 rows, s = k * work / (hours * n^p)."""
+    def work(r: Run) -> float:
+        kind = job_kind(r.job_type)
+        return kind.work(r.size.with_defaults(kind.defaults))
+
+    runs = [r for r in runs if r.job_type == SPEED_JOB]
+    k = {jt: _gmean([r.hours * r.gpus ** p / work(r) for r in runs if r.job_type == jt and r.gpu_model == UNIT_CARD])
+         for jt in {r.job_type for r in runs if r.gpu_model == UNIT_CARD}}
+    out: dict[str, list[float]] = {UNIT_CARD: [1.0]}
+    for r in runs:
+        if r.gpu_model != UNIT_CARD and r.job_type in k:
+            out.setdefault(r.gpu_model, []).append(k[r.job_type] * work(r) / (r.hours * r.gpus ** p))
+    return out
+
+
+def fit_gpus(runs: list[Run], bandwidth: dict[str, float], chips: dict[str, str] | None = None) -> GpuFit:
+    """Card speeds and the card-count exponent from the GPU runs; `bandwidth`: GB/s per model, `chips`: model ->
+    its chip where two models share one (gpu_models.csv)."""
+    chips = chips or {}
+    gpu = [r for r in runs if r.device == "gpu"]
+    p = _count_exponent(gpu)
+    measured = {m: _gmean(v) for m, v in _speeds(gpu, p).items()}
+    for m, chip in chips.items():  # a model with no runs of its own takes its chip sibling's measured speed
+        sibling = next((o for o, c in chips.items() if c == chip and o in measured and o != m), None)
+        if m not in measured and sibling:
+            measured[m] = measured[sibling]
+
+    def per_gbs(cards: dict[str, float]) -> float:
+        return _gmean([s / bandwidth[m] for m, s in cards.items() if m != UNIT_CARD])
+
+    ratio = per_gbs(measured)
+    speeds = {m: CardSpeed(m, measured[m] if m in measured else bw * ratio, "measured" if m in measured else "derived",
+                           sum(1 for r in gpu if r.gpu_model == m)) for m, bw in bandwidth.items()}
+    loo: list[tuple[Run, float]] = []
+    for m in measured:
+        mine = [r for r in gpu if r.gpu_model == m and r.job_type == SPEED_JOB]
+        if m == UNIT_CARD or not mine:
+            continue
+        rest = [r for r in gpu if r.gpu_model != m]
+        p2 = _count_exponent(rest)
+        others = {mm: _gmean(v) for mm, v in _speeds(rest, p2).items()}
+        if len(others) < 2:  # the unit card alone: nothing to derive from
+            continue
+        derived = bandwidth[m] * per_gbs(others)
+        speeds[m] = replace(speeds[m], loo_ratio=derived / measured[m])
+        ks = _speeds([*rest, *(replace(r, gpu_model="?") for r in mine)], p2)["?"]
+        for r, s_run in zip(mine, ks, strict=True):
+            loo.append((r, r.hours * s_run / derived))  # hours scale inversely with the speed
+    return GpuFit(p, speeds, tuple(loo))
+
+
+def with_gpu_units(runs: list[Run], g: GpuFit) -> list[Run]:
+    return [replace(r, units=g.speeds[r.gpu_model].speed * r.gpus ** g.exponent) if r.device == "gpu" else r
+            for r in runs]
+
+
+def gpu_csv(g: GpuFit) -> str:
+    lines = ["# Written by scripts/fit_runtime_model.py from data/calibration.csv and gpu_models.csv; do not edit by hand.",
+             "# relion_speed: per card, relative to one K80 die. measured: published or lab runs (runs); derived: from",
+             "# memory bandwidth at the measured cards' speed per GB/s. loo_ratio: a measured card derived from the",
+             f"# others / its measured speed (the spread a derived card carries). count_exponent: speed grows as cards^{g.exponent:.3f}.",
+             "model,relion_speed,basis,runs,loo_ratio,count_exponent"]
+    for m, c in sorted(g.speeds.items()):
+        loo = "" if math.isnan(c.loo_ratio) else f"{c.loo_ratio:.3f}"
+        lines.append(f"{m},{c.speed:.4g},{c.basis},{c.runs},{loo},{g.exponent:.4f}")
+    return "\n".join(lines) + "\n"
 
 
 def _solve(runs: list[Run]) -> tuple[float, float]:
@@ -129,3 +252,27 @@ def report(fits: list[Fit]) -> str:
             lines.append(f"| {f.job_type} | {f.device} | {run.source} | {sizes} | {run.hours * 3600:.1f} | "
                          f"{fitted * 3600:.1f} | {(fitted / run.hours - 1) * 100:+.0f}% | {loo_txt} |")
     return "\n".join(lines)
+
+
+def gpu_report(g: GpuFit) -> str:
+    """Markdown: the card speeds (measured or derived) and each measured card's runs predicted with it left out."""
+    lines = [f"GPU speed grows as cards^{g.exponent:.2f} on one machine.", "",
+             "| card | speed (K80 = 1) | basis | runs | derived from the others / measured |", "|---|---:|---|---:|---:|"]
+    for m, c in sorted(g.speeds.items(), key=lambda kv: -kv[1].speed):
+        loo = "" if math.isnan(c.loo_ratio) else f"{c.loo_ratio:.2f}x"
+        lines.append(f"| {m} | {c.speed:.2f} | {c.basis} | {c.runs} | {loo} |")
+    lines += ["", "| card left out | job type | cards | source | measured h | predicted h | ratio |",
+              "|---|---|---:|---|---:|---:|---:|"]
+    for r, hours in g.loo:
+        lines.append(f"| {r.gpu_model} | {r.job_type} | {r.gpus} | {r.source} | {r.hours:.2f} | {hours:.2f} | "
+                     f"{hours / r.hours:.2f}x |")
+    return "\n".join(lines)
+
+
+def fit_all(path: Path | None = None) -> tuple[list[Fit], GpuFit]:
+    """The whole fit from the shipped data (or calibration rows at `path`): runtime coefficients and GPU speeds."""
+    runs = load_runs(path)
+    models = read_data_csv("gpu_models.csv")
+    gpus = fit_gpus(runs, {r["model"]: float(r["memory_gbps"]) for r in models},
+                    {r["model"]: r["chip"] for r in models if r["chip"]})
+    return fit(with_gpu_units(runs, gpus)), gpus

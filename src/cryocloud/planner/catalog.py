@@ -7,6 +7,7 @@ scripts/refresh_catalog.py). Nothing here launches anything; `backends/aws` does
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,14 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 class GpuModel:
     name: str
     memory_gib: float
-    relion_speed: float  # RELION throughput per GPU relative to one K80 die
+    relion_speed: float  # RELION throughput per GPU relative to one K80 die (gpu_speeds.csv)
+    basis: str  # how relion_speed is known: "measured" (published or lab runs) or "derived" (memory bandwidth)
+    memory_gbps: float
+
+
+@dataclass(frozen=True)
+class SpeedRow:
+    loo_ratio: float  # measured cards: speed derived from the other cards / measured (NaN otherwise)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class InstanceType:
     cpu_speed: float  # per vCPU, relative to a 2015 Haswell vCPU
     gpu_speed: float  # per GPU, relative to one K80 die; 0 without GPUs
     retired: bool
+    gpu_count_exponent: float = 1.0  # RELION's speed grows as GPUs^this on one machine (gpu_speeds.csv)
     prices: dict[str, float] = field(default_factory=dict, compare=False)  # region -> on-demand USD/h
     price_sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -51,7 +60,7 @@ class InstanceType:
 
     @property
     def gpu_units(self) -> float:
-        return self.gpus * self.gpu_speed
+        return self.gpu_speed * self.gpus ** self.gpu_count_exponent if self.gpus else 0.0
 
     def describe(self) -> str:
         gpu = f"{self.gpus}x {self.gpu_model} {self.gpu_memory_gib:g} GiB, " if self.gpus else ""
@@ -77,8 +86,14 @@ class Catalog:
     """Instance types by name; prices by region; spot quotes by zone."""
 
     def __init__(self, folder: Path | None = None) -> None:
-        gpus = {r["model"]: GpuModel(r["model"], float(r["memory_gib"]), float(r["relion_speed"]))
+        speeds = {r["model"]: r for r in read_data_csv("gpu_speeds.csv", folder)}
+        gpus = {r["model"]: GpuModel(r["model"], float(r["memory_gib"]),
+                                     float(speeds.get(r["model"], {}).get("relion_speed") or 0),
+                                     speeds.get(r["model"], {}).get("basis", "unknown"), float(r["memory_gbps"]))
                 for r in read_data_csv("gpu_models.csv", folder)}
+        self.gpu_count_exponent = float(next(iter(speeds.values()), {}).get("count_exponent") or 1.0)
+        self.gpu_speeds = {m: SpeedRow(float(r["loo_ratio"]) if r.get("loo_ratio") else math.nan)
+                           for m, r in speeds.items()}
         families = {r["family"]: r for r in read_data_csv("aws_families.csv", folder)}
         self.gpu_models = gpus
         self.types: dict[str, InstanceType] = {}
@@ -93,7 +108,7 @@ class Catalog:
                     gpu_memory_gib=float(r["gpu_memory_gib"] or 0), local_disk_gb=float(r["local_disk_gb"] or 0),
                     local_disk_kind=r["local_disk_kind"], network_gbps=float(r["network_gbps"] or 1),
                     cpu_speed=float(fam.get("cpu_speed") or 1.0), gpu_speed=model.relion_speed if model else 0.0,
-                    retired=fam.get("status") == "retired",
+                    retired=fam.get("status") == "retired", gpu_count_exponent=self.gpu_count_exponent,
                 )
             self.types[name].prices[r["region"]] = float(r["usd_per_hour"])
             self.types[name].price_sources[r["region"]] = r["price_source"]

@@ -81,6 +81,7 @@ class JobKind:
     bytes_per_voxel: float
     frame_bytes: float
     gpu_base_gib: float
+    volume_share: float  # of the padded references, what a rank holds (data/job_types.csv)
 
     def input_gb(self, size: JobSize) -> float:
         """Input bytes when not given: float32 particle stacks, or movies at ~1 byte per pixel-frame (LZW TIFF)."""
@@ -97,9 +98,10 @@ class JobKind:
 @dataclass(frozen=True)
 class Needs:
     device: str
-    ram_gib: float
-    gpu_gib: float
+    ram_gib: float  # all ranks together
+    gpu_gib: float  # per GPU
     scratch_gb: float
+    ranks: int = 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def job_kinds() -> dict[str, JobKind]:
             defaults={k: float(v) for k, _, v in (d.partition("=") for d in r["defaults"].split(";") if d)},
             splittable=r["splittable"] == "yes", ram_base_gib=float(r["ram_base_gib"]), dims=int(r["dims"]),
             bytes_per_voxel=float(r["bytes_per_voxel"]), frame_bytes=float(r["frame_bytes"]),
-            gpu_base_gib=float(r["gpu_base_gib"]),
+            gpu_base_gib=float(r["gpu_base_gib"]), volume_share=float(r["volume_share"]),
         )
     return out
 
@@ -184,12 +186,16 @@ def coefficients() -> dict[tuple[str, str], Coefficient]:
         float(r["loo_error_pct"] or "nan")) for r in read_data_csv("runtime_model.csv")}
 
 
-def needs(kind: JobKind, size: JobSize, device: str) -> Needs:
+def needs(kind: JobKind, size: JobSize, device: str, gpus: int = 1) -> Needs:
+    """Memory and disk a job needs (rules and their sources: data/job_types.csv). On GPUs RELION runs a leader plus
+    one rank per GPU, and each rank holds its share of the references in RAM."""
     volumes = size.get("classes") * (2 * size.get("box")) ** kind.dims * kind.bytes_per_voxel if kind.dims else 0.0
+    held = volumes * kind.volume_share
     frames = size.get("frames") * size.get("pixels") * kind.frame_bytes
-    ram = kind.ram_base_gib + (volumes + frames) / 2**30
-    gpu = kind.gpu_base_gib + volumes / 2**30 if device == "gpu" else 0.0
-    return Needs(device, ram, gpu, size.data_gb * SCRATCH_FACTOR)
+    ranks = 1 + max(1, gpus) if device == "gpu" and kind.dims else 1
+    ram = ranks * (kind.ram_base_gib + (held + frames) / 2**30)
+    gpu = kind.gpu_base_gib + held / 2**30 if device == "gpu" else 0.0
+    return Needs(device, ram, gpu, size.data_gb * SCRATCH_FACTOR, ranks)
 
 
 def speed_units(machine: Hardware, device: str) -> float:
@@ -222,13 +228,17 @@ def device_for(kind: JobKind, machine: Hardware, asked_gpus: int = 0) -> str:
 
 
 def check_fits(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> Needs:
-    need = needs(kind, size, device)
+    need = needs(kind, size, device, machine.gpus)
     if need.ram_gib > machine.memory_gib:
-        raise CryocloudError(f"{kind.name} needs ~{need.ram_gib:.0f} GiB RAM; {machine.name} has {machine.memory_gib:g}",
-                             "choose a type with more memory, or fewer classes / a smaller box")
+        per = f" ({need.ranks} MPI ranks: a leader and one per GPU)" if need.ranks > 1 else ""
+        raise CryocloudError(
+            f"{kind.name} needs ~{need.ram_gib:.0f} GiB RAM{per}; {machine.name} has {machine.memory_gib:g} "
+            f"(short by ~{need.ram_gib - machine.memory_gib:.0f} GiB)",
+            "choose a type with more memory, or fewer classes / a smaller box")
     if device == "gpu" and need.gpu_gib > machine.gpu_memory_gib:
         raise CryocloudError(
-            f"{kind.name} needs ~{need.gpu_gib:.1f} GiB per GPU; {machine.name} has {machine.gpu_memory_gib:g}",
+            f"{kind.name} needs ~{need.gpu_gib:.1f} GiB per GPU; {machine.name} has {machine.gpu_memory_gib:g} "
+            f"(short by ~{need.gpu_gib - machine.gpu_memory_gib:.1f} GiB)",
             "choose a GPU with more memory (g6e L40S 48 GiB, p4de/p5 80 GiB) or a smaller box")
     return need
 

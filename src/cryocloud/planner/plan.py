@@ -151,7 +151,7 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
         if instance:
             raise errors[0]
         full = size.with_defaults(kind.defaults)
-        need = model.needs(kind, full, "gpu" if gpus else kind.devices[0])
+        need = model.needs(kind, full, "gpu" if gpus else kind.devices[0], gpus)
         raise CryocloudError(
             f"no machine in {region} can run this {kind.name} job (needs ~{need.ram_gib:.0f} GiB RAM"
             + (f", ~{need.gpu_gib:.0f} GiB per GPU)" if need.gpu_gib else ")"),
@@ -162,11 +162,26 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
     local = _local_option(kind, size, settings, gpus)
     meeting = [o for o in options if deadline_hours is None or o.hours <= deadline_hours]
     notes = [f"sizes used: {_sizes_text(size.with_defaults(kind.defaults))} (defaults fill what was not given)"]
+    chosen = meeting[0] if meeting else options[0]
+    if chosen.estimate.device == "gpu":
+        notes.append(gpu_speed_note(catalog, catalog.get(chosen.machine).gpu_model))
     if not meeting:
         fastest = min(options, key=lambda o: o.hours)
         notes.append(f"no option meets the {deadline_hours:g} h deadline; the fastest is {fastest.count}x "
                      f"{fastest.machine} at {fastest.hours:.2f} h")
     return Plan(kind.name, size, region, deadline_hours, options, local, meeting[0] if meeting else None, notes)
+
+
+def gpu_speed_note(catalog: Catalog, gpu_model: str) -> str:
+    """Where a card's RELION speed comes from: measured (published or lab runs) or derived, with the spread."""
+    card = catalog.gpu_models[gpu_model]
+    scaling = f"; speed grows as GPUs^{catalog.gpu_count_exponent:.2f} on one machine (fitted)"
+    if card.basis == "measured":
+        return (f"{gpu_model} speed: measured (published runs of RELION's canonical Class3D, data/calibration.csv)"
+                + scaling)
+    spread = [c.loo_ratio for c in catalog.gpu_speeds.values() if c.loo_ratio == c.loo_ratio]
+    text = f" (on the measured cards this derivation gives {min(spread):.2f}x-{max(spread):.2f}x)" if spread else ""
+    return f"{gpu_model} speed: DERIVED from its memory bandwidth, no published run{text}" + scaling
 
 
 def _local_option(kind: model.JobKind, size: model.JobSize, settings: Settings, gpus: int) -> Option | None:

@@ -156,9 +156,10 @@ def _storage(wf: Workflow, out: TodayPlan) -> None:
 
 def assumptions() -> list[str]:
     return [
-        "work of a step = running hours x VMs x speed units of its machine (GPU: GPUs x RELION speed per GPU, "
-        "data/gpu_models.csv; CPU: vCPUs x per-vCPU speed, data/aws_families.csv); RELION's GPU speed ratios are "
-        "estimates from FP32 rate and memory bandwidth, not measured here",
+        "work of a step = running hours x VMs x speed units of its machine (GPU: RELION speed per GPU x GPUs^p, "
+        "data/gpu_speeds.csv; CPU: vCPUs x per-vCPU speed, data/aws_families.csv); GPU speeds are measured on "
+        "published runs of RELION's canonical Class3D (K80, V100, A10G, GTX 1080) or derived from memory bandwidth "
+        "(T4, L4, L40S, A100, H100): scripts/fit_runtime_model.py",
         f"data a step moved = its data-moving hours x VMs x {FOUNDING_GB_PER_HOUR:g} GB/h (100 MB/s per 2017 VM; "
         "the lab upload: one stream, ~4 TB, the size of EMPIAR-10061's raw movies)",
         f"today a machine pulls its share from S3 at {model.STAGING_EFFICIENCY:.0%} of its NIC's peak, plus "
