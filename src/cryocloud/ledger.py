@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.errors import CryocloudError
-from cryocloud.jobs.states import ACTIVE
+from cryocloud.jobs.states import ACTIVE, State
 from cryocloud.settings import private_dir
 
 SCHEMA = """
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     exit_code INTEGER,
     predicted_usd REAL,
     control_dir TEXT NOT NULL DEFAULT '',
-    spec TEXT NOT NULL
+    spec TEXT NOT NULL,
+    model_hours REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_dir ON jobs(project_dir, job_dir);
@@ -93,6 +94,7 @@ class JobRow:
     predicted_usd: float | None
     control_dir: str
     spec: str
+    model_hours: float | None = None  # the runtime model's hours for this job on its machine (set when it ended)
 
     @property
     def wall_seconds(self) -> float | None:
@@ -227,6 +229,8 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
             self.db.executescript(SCHEMA)
+            if "model_hours" not in {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}:
+                self.db.execute("ALTER TABLE jobs ADD COLUMN model_hours REAL")  # a ledger from before it
         except sqlite3.DatabaseError as e:
             if "not a database" not in str(e) and "malformed" not in str(e):
                 raise CryocloudError(f"cannot open the ledger {path}: {e}",
@@ -288,6 +292,15 @@ class Ledger:
     def update_job(self, job_id: int, **cols: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in cols)
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*cols.values(), job_id))
+
+    def finished_like(self, job_type: str, backend: str, machine: str, before: int = 0,
+                      limit: int = 10) -> list[JobRow]:
+        """The newest succeeded jobs of this type on this machine that ended before job `before`, with model hours."""
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE job_type = ? AND backend = ? AND machine = ? AND state = ? "
+            "AND model_hours > 0 AND started_at IS NOT NULL AND ended_at > started_at AND id != ? "
+            "ORDER BY ended_at DESC LIMIT ?", (job_type, backend, machine, State.SUCCEEDED, before, limit)).fetchall()
+        return [JobRow(**dict(r)) for r in rows]
 
     def job(self, job_id: int) -> JobRow | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -106,6 +106,11 @@ class Settings:
     def local_cpus(self) -> int:
         return self.local.cpus or (os.cpu_count() or 1)
 
+    @property
+    def local_machine(self) -> str:
+        """This workstation as the ledger names it (jobs.machine of local jobs)."""
+        return f"workstation ({self.local_cpus} CPUs)"
+
     def pass_env(self) -> list[str]:
         """What any profile passes its jobs beyond the standard set (before the profile is known)."""
         return [n for p in self.profiles.values() for n in p.pass_env()]

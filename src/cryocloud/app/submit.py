@@ -233,7 +233,7 @@ def check_cost(spec: JobSpec, profile: Profile, backend: Backend, settings: Sett
     limited = cap is not None or bool(budget_states(settings, ledger, settings.user, project))
     if profile.backend == "local" and not limited:
         return None
-    predicted = predict(spec, profile, backend, settings)
+    predicted = predict(spec, profile, backend, settings, ledger)
     if cap is not None and predicted is not None and predicted.usd > cap:
         raise SubmissionError(
             f"this job is {predicted.line()}, over its Max cost of {usd_text(cap)} USD",
@@ -242,12 +242,15 @@ def check_cost(spec: JobSpec, profile: Profile, backend: Backend, settings: Sett
     return predicted
 
 
-def predict(spec: JobSpec, profile: Profile, backend: Backend, settings: Settings) -> Prediction | None:
-    """The job's cost where its profile runs it, priced by that backend (None: no way to tell)."""
+def predict(spec: JobSpec, profile: Profile, backend: Backend, settings: Settings,
+            ledger: Ledger | None = None) -> Prediction | None:
+    """The job's cost where its profile runs it, priced by that backend (None: no way to tell). With the ledger,
+    the runtime model is scaled by what the lab's own runs of this job type on this machine took (planner/learn.py)."""
     from cryocloud.backends.slurm_text import time_seconds
+    from cryocloud.planner.learn import learned
     from cryocloud.planner.plan import hours_on_allocation, plan_for_spec
 
-    if profile.backend == "local":
+    if profile.backend == "local":  # (the plan's workstation option has learned from the lab already)
         try:
             plan = plan_for_spec(spec, settings, instance=spec.extras.get("machine") or None)
         except CryocloudError:
@@ -260,6 +263,9 @@ def predict(spec: JobSpec, profile: Profile, backend: Backend, settings: Setting
     if rate == 0:
         return Prediction(0.0, None, 0.0, where)
     hours = hours_on_allocation(spec, settings)
+    factor = learned(ledger, spec.job_type, profile.backend, backend.machine).factor if ledger else 1.0
+    if hours is not None and factor != 1.0:
+        hours, where = hours * factor, where + " (learned from the lab's runs)"
     wall = spec.resources.wall_time or spec.extras.get("wall_time", "")
     if hours is None and wall:
         try:

@@ -28,7 +28,7 @@ class LocalBackend:
     def __init__(self, profile: Profile, settings: Settings) -> None:
         self.cpus = settings.local_cpus
         self.gpus = settings.local.gpus
-        self.machine = f"workstation ({self.cpus} CPUs)"
+        self.machine = settings.local_machine
         self.rate = settings.general.workstation_usd_per_hour
         self.lab = {"run_dir": str(settings.run_dir), "home": str(settings.home)}
 

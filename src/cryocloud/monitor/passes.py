@@ -23,6 +23,7 @@ from cryocloud.jobs.states import ACTIVE, STARTED, State
 from cryocloud.ledger import JobRow, Ledger, compute_usd
 from cryocloud.monitor import fanout, staging
 from cryocloud.monitor.requeue import requeue
+from cryocloud.planner import learn
 from cryocloud.settings import Profile, Settings
 
 
@@ -188,6 +189,11 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     finish(ledger, current, attempt.id if attempt else None, result, clock)
                     if staged:  # outputs verified against their manifest: now RELION may see the end
                         runlog.end_in_client_view(spec.folder, spec.client, str(result.get("state", State.FAILED)))
+            ended = ledger.job(job.id)
+            if ended is not None and ended.state == State.SUCCEEDED and ended.model_hours is None:
+                from cryocloud.planner.plan import model_hours  # (the planner, only when a job succeeded)
+
+                learn.note_end(ledger, ended, model_hours(spec, ended.backend, settings))  # learn from it
 
 
 def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import cmdline
 from cryocloud.jobs.spec import JobSpec
-from cryocloud.planner import model
+from cryocloud.planner import learn, model
 from cryocloud.planner.calibrate import LOCAL_CPU_SPEED
 from cryocloud.planner.catalog import Catalog, InstanceType, default_catalog
 from cryocloud.settings import Settings
@@ -159,9 +159,9 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
             + (errors[0].message if errors else "no type is offered there"),
         )
     options.sort(key=lambda o: (o.usd, o.hours))
-    local = _local_option(kind, size, settings, gpus)
-    meeting = [o for o in options if deadline_hours is None or o.hours <= deadline_hours]
     notes = [f"sizes used: {_sizes_text(size.with_defaults(kind.defaults))} (defaults fill what was not given)"]
+    local = _local_option(kind, size, settings, gpus, notes)
+    meeting = [o for o in options if deadline_hours is None or o.hours <= deadline_hours]
     chosen = meeting[0] if meeting else options[0]
     if chosen.estimate.device == "gpu":
         notes.append(gpu_speed_note(catalog, catalog.get(chosen.machine).gpu_model))
@@ -170,6 +170,19 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
         notes.append(f"no option meets the {deadline_hours:g} h deadline; the fastest is {fastest.count}x "
                      f"{fastest.machine} at {fastest.hours:.2f} h")
     return Plan(kind.name, size, region, deadline_hours, options, local, meeting[0] if meeting else None, notes)
+
+
+def _learned_here(job_type: str, settings: Settings) -> learn.Learned | None:
+    """What the lab's own runs on this workstation say (None without a ledger yet)."""
+    if not settings.ledger_path.exists():
+        return None
+    from cryocloud.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_path)
+    try:
+        return learn.learned(ledger, job_type, "local", settings.local_machine)
+    finally:
+        ledger.close()
 
 
 def gpu_speed_note(catalog: Catalog, gpu_model: str) -> str:
@@ -184,13 +197,17 @@ def gpu_speed_note(catalog: Catalog, gpu_model: str) -> str:
     return f"{gpu_model} speed: DERIVED from its memory bandwidth, no published run{text}" + scaling
 
 
-def _local_option(kind: model.JobKind, size: model.JobSize, settings: Settings, gpus: int) -> Option | None:
+def _local_option(kind: model.JobKind, size: model.JobSize, settings: Settings, gpus: int,
+                  notes: list[str]) -> Option | None:
     machine = local_machine(settings)
     est = _fit(kind, size, machine, 1, gpus if machine.gpus else 0)
-    if not isinstance(est, CryocloudError):
-        est = replace(est, staging_hours=0.0)  # the data are already here
     if isinstance(est, CryocloudError):
         return None
+    est = replace(est, staging_hours=0.0)  # the data are already here
+    lab = _learned_here(kind.name, settings)
+    if lab is not None and lab.runs:
+        est = replace(est, compute_hours=est.compute_hours * lab.factor)
+        notes.append(lab.text(kind.name, "this workstation"))
     desc = f"{machine.vcpus} CPUs" + (f", {machine.gpus} GPUs" if machine.gpus else "")
     return Option("local", "workstation", 1, "owned", "", settings.general.workstation_usd_per_hour,
                   "config general.workstation_usd_per_hour", est, desc)
@@ -246,3 +263,15 @@ def predicted_usd_for_spec(spec: JobSpec, settings: Settings, *, instance: str |
     except CryocloudError:
         return None
     return plan_for_spec(spec, settings, instance=instance).predicted_usd
+
+
+def model_hours(spec: JobSpec, backend: str, settings: Settings) -> float | None:
+    """The runtime model's compute hours for `spec` where it ran (this workstation, or its Slurm allocation)."""
+    try:
+        if backend == "local":
+            kind = model.job_kind(spec.job_type)
+            return model.predict(kind, size_from_spec(spec), local_machine(settings),
+                                 asked_gpus=spec.resources.gpus if settings.local.gpus else 0).compute_hours
+        return hours_on_allocation(spec, settings)
+    except (CryocloudError, OSError, ValueError):
+        return None  # no model for it (a command), or it cannot be sized
