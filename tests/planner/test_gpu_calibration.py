@@ -72,3 +72,13 @@ def test_plan_says_whether_a_cards_speed_is_measured_or_derived() -> None:
     c = Catalog()
     assert "measured" in gpu_speed_note(c, "A10G")
     assert "DERIVED from its memory bandwidth" in gpu_speed_note(c, "L4") and "x-" in gpu_speed_note(c, "L4")
+
+
+def test_plan_says_where_the_particles_can_live() -> None:
+    kind, c = model.job_kind("Class3D"), Catalog()
+    small = model.placement(kind, CANONICAL, c.get("g5.xlarge"), "gpu")  # 55 GB of particles, 16 GiB RAM, 250 GB NVMe
+    assert "do not fit in g5.xlarge's RAM" in small[0] and "no --preread_images" in small[0]
+    assert "NVMe (250 GB) holds them: --scratch_dir there" in small[1]
+    big = model.placement(kind, CANONICAL, c.get("p3.8xlarge"), "gpu")  # 244 GiB RAM, EBS only
+    assert "--preread_images is possible" in big[0] and "no instance store" in big[1] and "EBS volume" in big[1]
+    assert model.placement(model.job_kind("MotionCorr"), model.JobSize(movies=10), c.get("g5.xlarge"), "cpu") == []

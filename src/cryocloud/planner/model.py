@@ -243,6 +243,28 @@ def check_fits(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> 
     return need
 
 
+def placement(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> list[str]:
+    """Where a particle job's inputs can live on `machine`: in RAM (--preread_images), on its NVMe (--scratch_dir),
+    or on an EBS volume; what fits is said, never assumed."""
+    if not any(n == "particles" for n, _ in kind.work_terms):
+        return []
+    size = size.validated().with_defaults(kind.defaults)
+    data_gb = size.data_gb or kind.input_gb(size)
+    need = needs(kind, size, device, machine.gpus)
+    free = machine.memory_gib - need.ram_gib
+    stack = data_gb * 1e9 / 2**30
+    out = [f"the particles ({data_gb:.0f} GB) fit in RAM beside the job: --preread_images is possible" if stack <= free
+           else f"the particles ({data_gb:.0f} GB) do not fit in {machine.name}'s RAM beside the job "
+                f"({machine.memory_gib:g} GiB, the job ~{need.ram_gib:.0f}): no --preread_images"]
+    local = getattr(machine, "local_disk_gb", None)
+    if local is not None:
+        scratch = data_gb * SCRATCH_FACTOR
+        out.append(f"its NVMe ({local:g} GB) holds them: --scratch_dir there" if 0 < scratch <= local else
+                   f"its NVMe ({local:g} GB) is too small for them (~{scratch:.0f} GB): they go on an EBS volume"
+                   if local else f"no instance store: they go on an EBS volume of ~{scratch:.0f} GB")
+    return out
+
+
 def predict(kind: JobKind, size: JobSize, machine: Hardware, *, count: int = 1, device: str | None = None,
             asked_gpus: int = 0) -> Estimate:
     """Hours on `count` machines of one type (staging + compute). Raises when it does not fit or is not modelled."""

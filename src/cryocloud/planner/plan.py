@@ -165,6 +165,8 @@ def plan_job(job_type: str, size: model.JobSize, settings: Settings, *, region: 
     chosen = meeting[0] if meeting else options[0]
     if chosen.estimate.device == "gpu":
         notes.append(gpu_speed_note(catalog, catalog.get(chosen.machine).gpu_model))
+    notes += [f"{chosen.machine}: {n}" for n in model.placement(kind, size, catalog.get(chosen.machine),
+                                                                chosen.estimate.device)]
     if not meeting:
         fastest = min(options, key=lambda o: o.hours)
         notes.append(f"no option meets the {deadline_hours:g} h deadline; the fastest is {fastest.count}x "
