@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("app",),
     ("monitor",),
     ("backends",),
-    ("jobs", "relion_setup", "planner", "storage", "ledger", "demo", "sandbox"),
+    ("jobs", "relion_setup", "planner", "storage", "ledger", "demo", "sandbox", "aws"),
     ("settings", "errors", "proc"),
 ]
 # Leaves that live in a room of an upper floor but import nothing of cryocloud beyond errors: the ground floor.
@@ -27,7 +27,8 @@ SIDEWAYS_FORBIDDEN = {
     "jobs": ("planner", "storage", "ledger", "demo"),
     "storage": ("planner", "ledger", "jobs", "demo"),
     "ledger": ("planner", "storage", "jobs", "demo"),
-    "sandbox": ("planner", "storage", "jobs", "ledger", "demo"),  # a local AWS: knows nothing of cryocloud's jobs
+    "sandbox": ("planner", "jobs", "ledger", "demo"),  # a local AWS: knows nothing of cryocloud's jobs
+    "aws": ("planner", "jobs", "ledger", "demo", "sandbox"),
 }
 
 

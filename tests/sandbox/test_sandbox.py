@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,6 +137,10 @@ def test_aws_cli_works_with_the_printed_exports_alone(sandbox: tuple[Settings, d
     assert instances["Reservations"]
     buckets = run_command(["aws", "s3", "ls"], env=env).stdout
     assert box.BUCKET in buckets
+    # and cryocloud itself: the account `up` made ready is found as it is, step by step
+    env["CRYOCLOUD_HOME"] = str(_settings.home)
+    found = run_command([sys.executable, "-m", "cryocloud", "aws", "bootstrap", "--bucket", box.BUCKET], env=env).stdout
+    assert [line.split()[0] for line in found.splitlines()] == ["found"] * 5, found
 
 
 def test_up_twice_status_and_a_killed_simulator(sandbox: tuple[Settings, dict[str, Any], Path]) -> None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
     "ledger": ("cryocloud.cli.ledger_cmds:ledger", "Check the ledger of jobs and costs, back it up, restore it."),
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
+    "aws": ("cryocloud.cli.aws_cmds:aws", "A lab's AWS account made ready for cryocloud: bootstrap."),
     "sandbox": ("cryocloud.cli.sandbox_cmds:sandbox", "A local AWS on this machine (EC2, S3, simulated nodes): up, down, status."),
 }
 HIDDEN = {"agent"}

@@ -90,7 +90,7 @@ def exports(state: dict[str, Any]) -> list[str]:
              ("AWS_ENDPOINT_URL_STS", state["moto_url"]), ("AWS_ENDPOINT_URL_S3", state["s3_url"]),
              ("AWS_CA_BUNDLE", state["ca_file"]), ("AWS_DEFAULT_REGION", state["region"]),
              ("AWS_REGION", state["region"]), ("AWS_ACCESS_KEY_ID", state["lab_access_key"]),
-             ("AWS_SECRET_ACCESS_KEY", state["lab_secret_key"]), ("CRYOCLOUD_SANDBOX", str(state["dir"]))]
+             ("AWS_SECRET_ACCESS_KEY", state["lab_secret_key"])]
     return [f"export {k}={v}" for k, v in pairs]
 
 
@@ -156,19 +156,15 @@ def _save(d: Path, state: dict[str, Any]) -> None:
 
 
 def _lab_resources(state: dict[str, Any]) -> None:
-    """The lab's bucket, and the node role with its instance profile (moto's IAM)."""
+    """What `cryocloud aws bootstrap` makes on AWS, made here: the bucket, the node role, its profile, the group."""
     import boto3
+
+    from cryocloud.aws.bootstrap import Bootstrap
 
     session = boto3.session.Session(aws_access_key_id=state["lab_access_key"],
                                     aws_secret_access_key=state["lab_secret_key"], region_name=state["region"])
-    s3 = session.client("s3", endpoint_url=state["s3_url"], verify=state["ca_file"])
-    s3.create_bucket(Bucket=BUCKET)
-    iam = session.client("iam", endpoint_url=state["moto_url"])
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-                                                     "Action": "sts:AssumeRole"}]}
-    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))
-    iam.create_instance_profile(InstanceProfileName=ROLE)
-    iam.add_role_to_instance_profile(InstanceProfileName=ROLE, RoleName=ROLE)
+    endpoints = {"s3": state["s3_url"], **{s: state["moto_url"] for s in ("ec2", "iam", "sts")}}
+    Bootstrap(session, BUCKET, PREFIX, state["region"], endpoints=endpoints, ca_bundle=state["ca_file"]).run()
 
 
 def down(settings: Settings) -> list[str]:
