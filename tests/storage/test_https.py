@@ -5,7 +5,6 @@ verification is never turned off."""
 from __future__ import annotations
 
 import hashlib
-import runpy
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from cryocloud.errors import CryocloudError
 from cryocloud.storage.pull import pull
 from cryocloud.storage.push import push
 
-from .conftest import SCRIPT, make_bucket, write
+from .conftest import make_bucket, write
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +61,9 @@ def test_a_certificate_that_does_not_verify_is_refused_with_a_hint(s3_env: dict[
     from cryocloud.storage.s3 import S3Store
 
     bucket = make_bucket(s3_env)
-    other = runpy.run_path(str(SCRIPT))["make_tls"](tmp_path / "other")["ca_file"]  # someone else's CA
+    from cryocloud.sandbox.s3server import make_tls
+
+    other = make_tls(tmp_path / "other")["ca_file"]  # someone else's CA
     for ca in (other, None):  # a wrong CA, and none (the system's roots do not know a private CA)
         if ca:
             monkeypatch.setenv("AWS_CA_BUNDLE", ca)
