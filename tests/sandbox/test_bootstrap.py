@@ -114,3 +114,15 @@ def test_the_shipped_policy_is_the_one_bootstrap_makes() -> None:
     assert objects["Resource"] == "arn:aws:s3:::LAB-BUCKET/cryocloud/*"  # the prefix, never the whole bucket
     assert not any("ec2:" in a or "iam:" in a for s in shipped["Statement"] for a in
                    ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+
+
+def test_without_unshare_the_sandbox_refuses_to_pretend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cryocloud.sandbox import box
+    from cryocloud.settings import General, Settings
+
+    monkeypatch.setattr(box.shutil, "which", lambda name: None)
+    settings = Settings(home=tmp_path / "cchome", config_path=tmp_path / "none.toml", general=General(user="lab"))
+    with pytest.raises(CryocloudError) as e:
+        box.up(settings)
+    assert "cannot hide the lab's folders" in e.value.message and "util-linux" in e.value.hint
+    assert not (tmp_path / "cchome" / "sandbox" / "sandbox.json").exists()  # nothing was started
