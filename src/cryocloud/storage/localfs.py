@@ -47,7 +47,7 @@ class LocalFolderStore:
 
         await asyncio.to_thread(_check)
 
-    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None,
+    async def put(self, key: str, data: bytes | bytearray | Iterable[bytes] | Path, size: int | None = None,
                   tags: dict[str, str] | None = None) -> None:
         dest = self._path(key)
 

@@ -105,8 +105,10 @@ class Manifest:
         return (sorted(self.files, key=lambda f: f.path), sorted(self.links, key=lambda x: x.path),
                 sorted(self.dirs), sorted(self.meta.items()), sorted(self.checksum.items()))
 
-    def to_json(self) -> bytes:
-        """The manifest as compact JSON, written row by row (a million files: no list of lists in memory)."""
+    def to_json(self) -> bytearray:
+        """The manifest as compact JSON, written row by row (a million files: no list of lists in memory), and
+        returned as the buffer it was built in (a copy into `bytes` was ~190 MB at a million files, at the push's
+        peak)."""
         def dumps(value: object) -> bytes:
             return json.dumps(value, separators=(",", ":")).encode()
 
@@ -121,7 +123,7 @@ class Manifest:
             out += dumps([getattr(f, k) for k in FIELDS])
         out += b'],"links":' + dumps([asdict(x) for x in sorted(self.links, key=_path)])
         out += b',"dirs":' + dumps(sorted(self.dirs)) + b"}"
-        return bytes(out)
+        return out
 
     @classmethod
     def from_json(cls, data: bytes, where: str = "manifest") -> Manifest:

@@ -263,7 +263,7 @@ class S3Store:
                 raise self._no_bucket() from None
             self._raise(e, "checking", self.url)
 
-    async def put(self, key: str, data: bytes | Iterable[bytes] | Path, size: int | None = None,
+    async def put(self, key: str, data: bytes | bytearray | Iterable[bytes] | Path, size: int | None = None,
                   tags: dict[str, str] | None = None) -> None:
         import obstore
 
