@@ -43,10 +43,10 @@ class PullResult:
 async def load_manifest(store: ObjectStore, name: str) -> Manifest:
     key = manifest_key(name)
     try:
-        data = await store.get(key)
+        # passed straight in, not kept under a name here: from_json frees the bytes once they are parsed
+        return Manifest.from_json(await store.get(key), f"{store.url}/{key}")
     except ObjectNotFound:
         raise ObjectNotFound(f"no manifest {name!r} in {store.url}", "list them with: cryocloud storage ls") from None
-    return Manifest.from_json(data, f"{store.url}/{key}")
 
 
 def _corrupt(entry: FileEntry, got: str) -> IntegrityError:
