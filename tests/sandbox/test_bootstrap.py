@@ -126,3 +126,20 @@ def test_without_unshare_the_sandbox_refuses_to_pretend(monkeypatch: pytest.Monk
         box.up(settings)
     assert "cannot hide the lab's folders" in e.value.message and "util-linux" in e.value.hint
     assert not (tmp_path / "cchome" / "sandbox" / "sandbox.json").exists()  # nothing was started
+
+
+def test_a_private_subnet_with_an_s3_gateway_endpoint_on_request(aws: Any) -> None:
+    from cryocloud.aws.bootstrap import SUBNET
+
+    first = _statuses(Bootstrap(aws, "lab-bucket", "cryocloud", "us-east-1", private_subnet=True).run())
+    assert first[f"private subnet {SUBNET}"] == "made" and first["S3 gateway endpoint"] == "made"
+    again = _statuses(Bootstrap(aws, "lab-bucket", "cryocloud", "us-east-1", private_subnet=True).run())
+    assert set(again.values()) == {"found"}
+    ec2 = aws.client("ec2")
+    sub = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [SUBNET]}])["Subnets"][0]
+    assert sub["MapPublicIpOnLaunch"] is False
+    table = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [sub["SubnetId"]]}])
+    routes = table["RouteTables"][0]["Routes"]
+    assert not any(r.get("GatewayId", "").startswith("igw-") for r in routes)  # no way to the Internet
+    eps = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert [e["ServiceName"] for e in eps] == ["com.amazonaws.us-east-1.s3"]

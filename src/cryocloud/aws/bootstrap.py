@@ -6,7 +6,9 @@ What it makes, each tagged with the cryocloud tags, and what it checks when it i
   under the lab's prefix of that bucket, nothing else (no other bucket, no EC2, no IAM: a node ends itself with
   `shutdown`, launched with InstanceInitiatedShutdownBehavior=terminate);
 - its instance profile (how an instance gets the role: its credentials come from the instance's metadata);
-- a security group with no inbound rule (nodes need none: they only call out to S3).
+- a security group with no inbound rule (nodes need none: they only call out to S3);
+- with `--private-subnet`: a subnet of the default VPC that gives no public IP, its own route table (no route to the
+  Internet), and an S3 gateway endpoint on it (free; S3 traffic through a NAT gateway would cost ~0.045 USD/GB).
 Nothing is changed that differs from what it would make (a policy edited by hand, an inbound rule added): it says
 what differs, and replaces it only with `--yes`. `--dry-run` only reads. docs/aws-policy.json is `node_policy` for
 an admin who creates the role by hand (tests check it is the same document).
@@ -24,6 +26,7 @@ from cryocloud.storage import tags as tagging
 ROLE = "cryocloud-node"
 POLICY = "cryocloud-node-s3"
 GROUP = "cryocloud-nodes"
+SUBNET = "cryocloud-private"
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ def _diff(want: dict[str, Any], got: dict[str, Any]) -> str:
 
 class Bootstrap:
     def __init__(self, session: Any, bucket: str, prefix: str, region: str, *, dry_run: bool = False,
-                 yes: bool = False, endpoints: dict[str, str] | None = None, ca_bundle: str = "") -> None:
+                 yes: bool = False, endpoints: dict[str, str] | None = None, ca_bundle: str = "",
+                 private_subnet: bool = False) -> None:
+        self.private_subnet = private_subnet
         self.session, self.bucket, self.prefix, self.region = session, bucket, prefix.strip("/"), region
         self.dry_run, self.yes = dry_run, yes
         self.endpoints = endpoints or {}
@@ -92,6 +97,8 @@ class Bootstrap:
         self.role_step()
         self.profile_step()
         self.group_step()
+        if self.private_subnet:
+            self.subnet_step()
         return self.steps
 
     def note(self, what: str, status: str, detail: str = "") -> None:
@@ -211,3 +218,54 @@ class Bootstrap:
                                         TagSpecifications=[{"ResourceType": "security-group", "Tags": [
                                             {"Key": k, "Value": v} for k, v in self.tags.items()]}])
         self.note(what, "made", f"{got['GroupId']}, no inbound rule")
+
+    def subnet_step(self) -> None:
+        import ipaddress
+
+        ec2, what = self.client("ec2"), f"private subnet {SUBNET}"
+        tagged = [{"Key": "Name", "Value": SUBNET}, *({"Key": k, "Value": v} for k, v in self.tags.items())]
+        found = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [SUBNET]}])["Subnets"]
+        if found:
+            sub = found[0]
+            public = sub.get("MapPublicIpOnLaunch", False)
+            self.note(what, "differs" if public else "found",
+                      f"{sub['SubnetId']} gives public IPs (left as it is)" if public else sub["SubnetId"])
+        else:
+            vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
+            if not vpcs:
+                raise CryocloudError(f"no default VPC in {self.region} for the private subnet",
+                                     "create one (aws ec2 create-default-vpc) or leave out --private-subnet")
+            vpc = vpcs[0]
+            used = [ipaddress.ip_network(x["CidrBlock"]) for x in ec2.describe_subnets(
+                Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]]
+            free = next((n for n in ipaddress.ip_network(vpc["CidrBlock"]).subnets(new_prefix=20)
+                         if not any(n.overlaps(u) for u in used)), None)
+            if free is None:
+                raise CryocloudError(f"the default VPC {vpc['VpcId']} has no free /20 for the private subnet",
+                                     "free one, or leave out --private-subnet")
+            if self.dry_run:
+                self.note(what, "would make", f"{free} in {vpc['VpcId']}, no public IP, S3 gateway endpoint")
+                return
+            sub = ec2.create_subnet(VpcId=vpc["VpcId"], CidrBlock=str(free), TagSpecifications=[
+                {"ResourceType": "subnet", "Tags": tagged}])["Subnet"]
+            ec2.modify_subnet_attribute(SubnetId=sub["SubnetId"], MapPublicIpOnLaunch={"Value": False})
+            table = ec2.create_route_table(VpcId=vpc["VpcId"], TagSpecifications=[
+                {"ResourceType": "route-table", "Tags": tagged}])["RouteTable"]["RouteTableId"]
+            ec2.associate_route_table(RouteTableId=table, SubnetId=sub["SubnetId"])
+            self.note(what, "made", f"{sub['SubnetId']} ({free}), no public IP, no route to the Internet")
+        self.endpoint_step(ec2, sub)
+
+    def endpoint_step(self, ec2: Any, sub: dict[str, Any]) -> None:
+        what, service = "S3 gateway endpoint", f"com.amazonaws.{self.region}.s3"
+        tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [sub["SubnetId"]]}])
+        table = tables["RouteTables"][0]["RouteTableId"] if tables["RouteTables"] else ""
+        eps = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [sub["VpcId"]]},
+                                                  {"Name": "service-name", "Values": [service]}])["VpcEndpoints"]
+        if any(table in e.get("RouteTableIds", []) for e in eps):
+            self.note(what, "found")
+        elif self.dry_run or not table:
+            self.note(what, "would make", f"{service} on the subnet's route table")
+        else:
+            got = ec2.create_vpc_endpoint(VpcId=sub["VpcId"], ServiceName=service, VpcEndpointType="Gateway",
+                                          RouteTableIds=[table])["VpcEndpoint"]
+            self.note(what, "made", f"{got['VpcEndpointId']} ({service})")

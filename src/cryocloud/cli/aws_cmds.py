@@ -16,7 +16,9 @@ def aws() -> None:
 @click.option("--region", default="", help="Default: [aws] region.")
 @click.option("--dry-run", is_flag=True, help="Only look: say what it would make.")
 @click.option("--yes", is_flag=True, help="Replace a node policy that differs from cryocloud's (edited by hand).")
-def bootstrap(bucket: str, prefix: str, region: str, dry_run: bool, yes: bool) -> None:
+@click.option("--private-subnet", is_flag=True,
+              help="Also a subnet with no public IP and no route to the Internet, with a (free) S3 gateway endpoint.")
+def bootstrap(bucket: str, prefix: str, region: str, dry_run: bool, yes: bool, private_subnet: bool) -> None:
     """Make the account ready, once (idempotent): the encrypted, private bucket; the node role, allowed the lab's
     prefix of that bucket and nothing else; its instance profile; a security group with no inbound rule.
     Prints what it made and what it found. The policy, for an admin who makes the role by hand: docs/aws-policy.json.
@@ -44,7 +46,8 @@ def bootstrap(bucket: str, prefix: str, region: str, dry_run: bool, yes: bool) -
     endpoints["s3"] = settings.storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3", "")
     steps = Bootstrap(boto3.session.Session(), bucket, prefix or "cryocloud", region or settings.aws.region,
                       dry_run=dry_run, yes=yes, endpoints=endpoints,
-                      ca_bundle=settings.storage.ca_bundle or os.environ.get("AWS_CA_BUNDLE", "")).run()
+                      ca_bundle=settings.storage.ca_bundle or os.environ.get("AWS_CA_BUNDLE", ""),
+                      private_subnet=private_subnet).run()
     for step in steps:
         click.echo(step.line())
     if any(s.status == "differs" for s in steps):
