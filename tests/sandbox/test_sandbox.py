@@ -5,10 +5,10 @@ terminated or shut down; aws-cli works with the printed exports alone; `down` le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -168,6 +168,24 @@ def test_down_leaves_nothing_running_or_listening(tmp_path: Path) -> None:
     ports = [int(state["moto_url"].rsplit(":", 1)[1]), int(state["s3_url"].rsplit(":", 1)[1])]
     assert set(box.down(settings)) == {"simulator", "moto", "s3"}
     assert not any(pid_alive(int(p["pid"]), float(p["started"])) for p in procs)
-    for port in ports:
-        with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+    for port in ports:  # nothing of this sandbox listens (another program may take a freed port at once)
+        for pid in _listeners(port):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            assert str(settings.home) not in cmdline and f"-p {port}" not in cmdline, f"{port}: {cmdline}"
+
+
+def _listeners(port: int) -> set[int]:
+    """PIDs with a listening TCP socket on `port` (from /proc: no tool needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{f[9]}]")
+    pids = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+    return pids

@@ -202,13 +202,17 @@ class Simulator:
 def end_orphans(sandbox: Path) -> list[str]:
     """Nodes a killed simulator left running: end their process groups (by the PIDs it recorded)."""
     path = sandbox / "nodes.json"
-    ended = []
+    ended, rows = [], []
     if path.exists():
         for iid, row in json.loads(path.read_text()).items():
             if pid_alive(int(row["pid"]), float(row["started"])):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(int(row["pid"]), signal.SIGKILL)
                 ended.append(iid)
+                rows.append(row)
+        deadline = time.monotonic() + 10  # SIGKILL is not instant: return once they are gone
+        while any(pid_alive(int(r["pid"]), float(r["started"])) for r in rows) and time.monotonic() < deadline:
+            time.sleep(0.02)
         path.unlink()
     return ended
 
