@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,22 @@ def pid_alive(pid: int, started: float | None = None) -> bool:
     if started is not None:
         return abs(process_start_time(pid) - started) < 2.0
     return True
+
+
+def stop_pid(pid: int, started: float, sig: signal.Signals = signal.SIGTERM, wait: float = 20) -> bool:
+    """Send `sig` to `pid` if it is still the process that started at `started`; wait up to `wait` s for it to end,
+    then SIGKILL it (after a SIGTERM). True if it was running and is gone."""
+    if not pid_alive(pid, started):
+        return False
+    for signum, grace in ((sig, wait), *(((signal.SIGKILL, 5.0),) if sig != signal.SIGKILL else ())):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not pid_alive(pid, started):
+                return True
+            time.sleep(0.05)
+    return False
 
 
 def process_start_time(pid: int) -> float:

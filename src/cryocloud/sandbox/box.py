@@ -14,7 +14,6 @@ and returns the `export` lines a shell evals: endpoints, region, the CA bundle a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -22,12 +21,11 @@ import shutil
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from cryocloud.errors import CryocloudError
-from cryocloud.proc import pid_alive, process_start_time, run_command, spawn_detached
+from cryocloud.proc import pid_alive, process_start_time, run_command, spawn_detached, stop_pid
 from cryocloud.sandbox import s3server
 from cryocloud.sandbox.simulator import end_orphans
 from cryocloud.settings import Settings
@@ -58,11 +56,8 @@ def _free_port() -> int:
 
 
 def _wait_port(port: int, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.05)
+    if s3server.listening(port, timeout):
+        return
     tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
     raise CryocloudError(f"{what} did not start listening on 127.0.0.1:{port} within {timeout:g} s: {tail}",
                          f"see {log}")
@@ -176,23 +171,10 @@ def down(settings: Settings) -> list[str]:
     stopped = []
     for name in ("simulator", "moto"):  # the simulator first: it ends its nodes
         proc = state.get(name)
-        if proc is not None and _alive(proc):
-            os.kill(int(proc["pid"]), signal.SIGTERM)
-            if not _gone(proc, 20):
-                os.kill(int(proc["pid"]), signal.SIGKILL)
-                _gone(proc, 5)
+        if proc is not None and stop_pid(int(proc["pid"]), float(proc["started"])):
             stopped.append(name)
     stopped += [f"node {iid}" for iid in end_orphans(d)]
     if state.get("s3") and s3server.signal_server(d / "s3", signal.SIGTERM):
         stopped.append("s3")
     (d / "sandbox.json").unlink(missing_ok=True)
     return stopped
-
-
-def _gone(proc: dict[str, Any], wait: float) -> bool:
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if not _alive(proc):
-            return True
-        time.sleep(0.05)
-    return False

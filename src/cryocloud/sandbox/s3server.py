@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
-from cryocloud.proc import pid_alive, process_start_time, spawn_detached
+from cryocloud.proc import pid_alive, process_start_time, spawn_detached, stop_pid
 
 DEFAULT_VOLUMES = 1000  # of 256 MB at most each, created as data arrives
 
@@ -147,7 +147,7 @@ def _ready(port: int, timeout: float) -> bool:
     return False
 
 
-def _listening(port: int, timeout: float) -> bool:
+def listening(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -167,7 +167,7 @@ def launch(state: dict[str, object], d: Path) -> dict[str, object]:
     state["started"] = process_start_time(pid)
     (d / "server.json").write_text(json.dumps(state, indent=1))
     ports: dict[str, int] = state["ports"]  # type: ignore[assignment]
-    if not _ready(ports["s3.port"], 30) or ("s3.port.https" in ports and not _listening(ports["s3.port.https"], 30)):
+    if not _ready(ports["s3.port"], 30) or ("s3.port.https" in ports and not listening(ports["s3.port.https"], 30)):
         signal_server(d, signal.SIGKILL)
         tail = (d / "log" / "server.err").read_text(errors="replace")[-2000:]
         raise CryocloudError(f"{state['kind']} did not answer on port {ports['s3.port']} within 30 s: {tail}",
@@ -230,23 +230,13 @@ def start(d: Path, kind: str, volumes: int = DEFAULT_VOLUMES, tls: bool = False,
 
 
 def signal_server(d: Path, sig: signal.Signals, wait: float = 20) -> bool:
-    """Send `sig` to the pid this script started in `d` (if it is still that process); wait for it to end."""
+    """Send `sig` to the pid started in `d` (if it is still that process); wait for it to end (SIGKILL after a
+    SIGTERM that is not obeyed in `wait` s)."""
     path = d / "server.json"
     if not path.exists():
         return False
     state = json.loads(path.read_text())
-    pid, started = int(state["pid"]), float(state["started"])
-    if not pid_alive(pid, started):
-        return False
-    os.kill(pid, sig)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if not pid_alive(pid, started):
-            return True
-        time.sleep(0.05)
-    if sig != signal.SIGKILL:
-        return signal_server(d, signal.SIGKILL, 5)
-    return False
+    return stop_pid(int(state["pid"]), float(state["started"]), sig, wait)
 
 
 def env_lines(state: dict[str, object]) -> str:
