@@ -293,13 +293,13 @@ class Ledger:
         sets = ", ".join(f"{k} = ?" for k in cols)
         self.db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*cols.values(), job_id))
 
-    def finished_like(self, job_type: str, backend: str, machine: str, before: int = 0,
+    def finished_like(self, job_type: str, backend: str, machine: str, excluding: int = 0,
                       limit: int = 10) -> list[JobRow]:
-        """The newest succeeded jobs of this type on this machine that ended before job `before`, with model hours."""
+        """The newest succeeded jobs of this type on this machine with model hours, other than job `excluding`."""
         rows = self.db.execute(
             "SELECT * FROM jobs WHERE job_type = ? AND backend = ? AND machine = ? AND state = ? "
             "AND model_hours > 0 AND started_at IS NOT NULL AND ended_at > started_at AND id != ? "
-            "ORDER BY ended_at DESC LIMIT ?", (job_type, backend, machine, State.SUCCEEDED, before, limit)).fetchall()
+            "ORDER BY ended_at DESC LIMIT ?", (job_type, backend, machine, State.SUCCEEDED, excluding, limit)).fetchall()
         return [JobRow(**dict(r)) for r in rows]
 
     def job(self, job_id: int) -> JobRow | None:

@@ -63,9 +63,10 @@ def test_a_job_far_from_its_prediction_says_so_at_its_end(cryocloud_home: Path, 
     ledger.update_job(job, model_hours=None)
     row = ledger.job(job)
     assert row is not None
-    hours = model_hours(JobSpec.from_json(row.spec), "local", settings)
+    spec = JobSpec.from_json(row.spec)
+    hours = model_hours(spec, "local", settings)
     assert hours is not None and hours > 0
-    learn.note_end(ledger, row, hours / 10)  # as if the model had said a tenth of what it took
+    learn.note_end(ledger, row, spec, hours / 10)  # as if the model had said a tenth of what it took
     after = ledger.job(job)
     assert after is not None and after.model_hours == pytest.approx(hours / 10)
     out = (tmp_path / "Class2D/job007/run.out").read_text()

@@ -193,7 +193,7 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
             if ended is not None and ended.state == State.SUCCEEDED and ended.model_hours is None:
                 from cryocloud.planner.plan import model_hours  # (the planner, only when a job succeeded)
 
-                learn.note_end(ledger, ended, model_hours(spec, ended.backend, settings))  # learn from it
+                learn.note_end(ledger, ended, spec, model_hours(spec, ended.backend, settings))  # learn from it
 
 
 def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:

@@ -28,11 +28,7 @@ class GpuModel:
     relion_speed: float  # RELION throughput per GPU relative to one K80 die (gpu_speeds.csv)
     basis: str  # how relion_speed is known: "measured" (published or lab runs) or "derived" (memory bandwidth)
     memory_gbps: float
-
-
-@dataclass(frozen=True)
-class SpeedRow:
-    loo_ratio: float  # measured cards: speed derived from the other cards / measured (NaN otherwise)
+    loo_ratio: float = math.nan  # measured cards: speed derived from the other cards / measured (NaN otherwise)
 
 
 @dataclass(frozen=True)
@@ -87,13 +83,13 @@ class Catalog:
 
     def __init__(self, folder: Path | None = None) -> None:
         speeds = {r["model"]: r for r in read_data_csv("gpu_speeds.csv", folder)}
-        gpus = {r["model"]: GpuModel(r["model"], float(r["memory_gib"]),
-                                     float(speeds.get(r["model"], {}).get("relion_speed") or 0),
-                                     speeds.get(r["model"], {}).get("basis", "unknown"), float(r["memory_gbps"]))
-                for r in read_data_csv("gpu_models.csv", folder)}
+        gpus = {}
+        for r in read_data_csv("gpu_models.csv", folder):
+            fit = speeds.get(r["model"], {})
+            gpus[r["model"]] = GpuModel(r["model"], float(r["memory_gib"]), float(fit.get("relion_speed") or 0),
+                                        fit.get("basis", "unknown"), float(r["memory_gbps"]),
+                                        float(fit["loo_ratio"]) if fit.get("loo_ratio") else math.nan)
         self.gpu_count_exponent = float(next(iter(speeds.values()), {}).get("count_exponent") or 1.0)
-        self.gpu_speeds = {m: SpeedRow(float(r["loo_ratio"]) if r.get("loo_ratio") else math.nan)
-                           for m, r in speeds.items()}
         families = {r["family"]: r for r in read_data_csv("aws_families.csv", folder)}
         self.gpu_models = gpus
         self.types: dict[str, InstanceType] = {}

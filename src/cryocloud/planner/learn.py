@@ -44,18 +44,18 @@ class Learned:
         return f"{head}: the prediction is the model's x {self.factor:.2f} (learned here)"
 
 
-def learned(ledger: Ledger, job_type: str, backend: str, machine: str, before: int = 0) -> Learned:
-    rows = ledger.finished_like(job_type, backend, machine, before, RECENT)
+def learned(ledger: Ledger, job_type: str, backend: str, machine: str, excluding: int = 0) -> Learned:
+    """What the newest succeeded runs of this type on this machine (other than job `excluding`) took."""
+    rows = ledger.finished_like(job_type, backend, machine, excluding, RECENT)
     ratios = tuple((r.wall_seconds or 0) / 3600 / r.model_hours for r in rows if r.model_hours)
     return Learned(len(ratios), ratios)
 
 
-def note_end(ledger: Ledger, job: JobRow, hours: float | None) -> None:
+def note_end(ledger: Ledger, job: JobRow, spec: JobSpec, hours: float | None) -> None:
     """At a job's success: record the model's `hours` for it (plan.model_hours), and say in run.out when it was far
-    from its prediction."""
+    from its prediction (as learned from the runs before it)."""
     if hours is None or hours <= 0 or not job.wall_seconds:
         return
-    spec = JobSpec.from_json(job.spec)
     ledger.update_job(job.id, model_hours=hours)
     predicted = hours * learned(ledger, job.job_type, job.backend, job.machine, job.id).factor
     took = job.wall_seconds / 3600

@@ -6,6 +6,7 @@ Billing is per second while a machine exists: staging onto it, the job, and noth
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 
@@ -194,7 +195,7 @@ def gpu_speed_note(catalog: Catalog, gpu_model: str) -> str:
     if card.basis == "measured":
         return (f"{gpu_model} speed: measured (published runs of RELION's canonical Class3D, data/calibration.csv)"
                 + scaling)
-    spread = [c.loo_ratio for c in catalog.gpu_speeds.values() if c.loo_ratio == c.loo_ratio]
+    spread = [c.loo_ratio for c in catalog.gpu_models.values() if not math.isnan(c.loo_ratio)]
     text = f" (on the measured cards this derivation gives {min(spread):.2f}x-{max(spread):.2f}x)" if spread else ""
     return f"{gpu_model} speed: DERIVED from its memory bandwidth, no published run{text}" + scaling
 
