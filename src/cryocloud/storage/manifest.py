@@ -141,7 +141,8 @@ class Manifest:
             packs: dict[str, str] = {}
             for i, row in enumerate(rows):  # each row freed as its entry is made; one string per pack, shared
                 entry = dict(zip(fields, row, strict=True))
-                entry["pack"] = packs.setdefault(entry.get("pack", ""), entry.get("pack", ""))
+                pack = entry.get("pack", "")
+                entry["pack"] = packs.setdefault(pack, pack)
                 files.append(FileEntry(**entry))
                 rows[i] = None
             links = [LinkEntry(**x) for x in body["links"]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 from collections import defaultdict
@@ -21,11 +22,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryocloud.errors import CryocloudError
 from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import PackIndex, StatCache, cache_dir
-from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key
+from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key, packidx_key
 from cryocloud.storage.progress import NullProgress, Progress
 from cryocloud.storage.transfer import Tuning, bounded, hash_file, hash_range, in_thread, os_error, run
 
@@ -47,6 +49,16 @@ async def load_manifest(store: ObjectStore, name: str) -> Manifest:
         return Manifest.from_json(await store.get(key), f"{store.url}/{key}")
     except ObjectNotFound:
         raise ObjectNotFound(f"no manifest {name!r} in {store.url}", "list them with: cryocloud storage ls") from None
+
+
+async def load_pack_index(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    """A pack's index (cas/i/: its members' hashes, offsets and sizes, and its bytes' SHA-256), by the pack's key;
+    None when it is gone or unreadable."""
+    try:
+        body = json.loads(await store.get(packidx_key(key.removeprefix("cas/p/"))))
+    except (ObjectNotFound, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _corrupt(entry: FileEntry, got: str) -> IntegrityError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from pathlib import Path
 
 from cryocloud.storage.base import ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import PackIndex, cache_dir
-from cryocloud.storage.manifest import FileEntry, Manifest, packidx_key
+from cryocloud.storage.manifest import FileEntry, Manifest
+from cryocloud.storage.pull import load_pack_index
 from cryocloud.storage.transfer import Tuning, bounded, hash_file, run, same_stat
 
 
@@ -59,10 +59,9 @@ async def _blob(store: ObjectStore, key: str, source: Path, entries: list[FileEn
 
 
 async def _pack(store: ObjectStore, key: str, source: Path, by_sha: dict[str, list[FileEntry]]) -> None:
-    try:
-        index = json.loads(await store.get(packidx_key(key.removeprefix("cas/p/"))))
-    except ObjectNotFound:
-        raise _Unrepairable("its index (cas/i/) is gone, so its layout is unknown: push from a good copy") from None
+    index = await load_pack_index(store, key)
+    if index is None:
+        raise _Unrepairable("its index (cas/i/) is gone, so its layout is unknown: push from a good copy")
     members = sorted(index["files"], key=lambda row: row[1])
     try:
         stored = await store.get(key)
@@ -96,11 +95,8 @@ async def repair_async(store: ObjectStore, manifest: Manifest, keys: set[str], s
                        tuning: Tuning | None = None) -> RepairResult:
     """Store again the objects `keys` of `manifest` (from `verify`: damaged or missing), from `source`."""
     tuning = tuning or Tuning()
-    by_key: dict[str, list[FileEntry]] = defaultdict(list)
     by_sha: dict[str, list[FileEntry]] = defaultdict(list)
     for e in manifest.files:
-        if e.key in keys:
-            by_key[e.key].append(e)
         by_sha[e.sha256].append(e)
     repaired: list[str] = []
     left: dict[str, str] = {}

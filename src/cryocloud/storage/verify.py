@@ -20,15 +20,14 @@ the damage spared it, from the stored pack itself. It never trusts a local file 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from cryocloud.storage.base import ObjectNotFound, ObjectStore
-from cryocloud.storage.manifest import FileEntry, packidx_key
+from cryocloud.storage.base import ObjectStore
+from cryocloud.storage.manifest import FileEntry
 from cryocloud.storage.progress import NullProgress, Progress
-from cryocloud.storage.pull import load_manifest, record_damaged
+from cryocloud.storage.pull import load_manifest, load_pack_index, record_damaged
 from cryocloud.storage.transfer import Tuning, bounded, run
 
 
@@ -124,11 +123,8 @@ async def verify_async(store: ObjectStore, name: str, *, full: bool = False, tun
 
 async def _pack_sha(store: ObjectStore, key: str) -> str:
     """The SHA-256 of a pack's bytes, from its index ("" when the index is gone or older than the field)."""
-    try:
-        body = json.loads(await store.get(packidx_key(key.removeprefix("cas/p/"))))
-    except (ObjectNotFound, ValueError):
-        return ""
-    return str(body.get("sha256", ""))
+    index = await load_pack_index(store, key)
+    return str(index.get("sha256", "")) if index else ""
 
 
 def verify(store: ObjectStore, name: str, *, full: bool = False, tuning: Tuning | None = None,
