@@ -131,7 +131,7 @@ class Runner:
                     self.log("abort requested (RELION_JOB_ABORT_NOW); stopping the job")
                     proc.stop(ABORT_GRACE.get(self.spec.client, 0.0), KILL_GRACE)
                     return Outcome(State.ABORTED, proc.returncode, "aborted on request")
-                if self.terminated:
+                if self.terminated or self._cancel_requested():  # a signal, or a cancel file (a cloud node's abort)
                     cancelled = self._cancel_requested()
                     self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
                     proc.stop(0.0, KILL_GRACE)

@@ -41,6 +41,17 @@ class BackendStatus:
 
 
 @dataclass(frozen=True)
+class Bill:
+    """What a job's machine cost, when the backend knows it better than its rate times the agent's hours (a cloud
+    instance bills from launch to termination, at least a minute, plus its volumes and transfer)."""
+
+    started_at: float
+    ended_at: float
+    usd: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Launch:
     """What a backend needs to start the agent for one job."""
 
@@ -75,8 +86,9 @@ class Backend(Protocol):
         """Stop the job; the agent then writes the aborted marker. Safe to call on a finished job."""
         ...
 
-    def cleanup(self, handle: Handle) -> None:
-        """Release whatever the job left behind once it ended (processes, instances, volumes)."""
+    def cleanup(self, handle: Handle) -> Bill | None:
+        """Release whatever the job left behind once it ended (processes, instances, volumes); safe to repeat.
+        Returns the bill when the backend knows what the job's machine cost (None: its rate times the hours)."""
         ...
 
     def logs(self, handle: Handle) -> tuple[Path, Path]:

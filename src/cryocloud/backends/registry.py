@@ -29,6 +29,7 @@ class BackendInfo:
     options: str = ""  # "module:Class": a dataclass whose fields are the keys a [profiles.X] table may hold
     features: frozenset[Feature] = frozenset()
     install_hint: str = ""
+    default_staging: str = "none"  # a profile without a `staging` key: "none" (nodes see the lab's disk) or "s3"
 
     def profile_keys(self) -> tuple[str, ...]:
         """The keys a [profiles.X] table of this backend may hold (the options class is imported only now)."""
@@ -58,6 +59,10 @@ BACKENDS: dict[str, BackendInfo] = {
         "slurm", "cryocloud.backends.slurm:SlurmBackend", "cryocloud.backends.slurm_text:SlurmOptions",
         frozenset({Feature.FANOUT, Feature.STAGING, Feature.REQUEUE, Feature.QUEUES}),
         "run cryocloud where Slurm's client commands (sbatch, squeue) are installed",
+    ),
+    "aws": BackendInfo(
+        "aws", "cryocloud.backends.aws.backend:AwsBackend", "cryocloud.backends.aws.options:AwsOptions",
+        frozenset({Feature.STAGING}), "pip install 'cryocloud[aws]'", default_staging="s3",
     ),
 }
 

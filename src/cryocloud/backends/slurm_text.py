@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryocloud.backends.options import check_staging, option_value
 from cryocloud.errors import ConfigError, CryocloudError, SubmissionError
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
@@ -115,43 +116,14 @@ class SlurmOptions:
         for f in dataclasses.fields(cls):
             if f.name == "profile" or f.name not in options:
                 continue
-            values[f.name] = _option_value(where, f.name, str(f.type), options[f.name])
+            values[f.name] = option_value(where, f.name, str(f.type), options[f.name])
         out = cls(**values, profile=name)
         if out.gpu_flag not in ("gres", "gpus"):
             raise ConfigError(f"{where} gpu_flag = {out.gpu_flag!r}", "choose 'gres' (--gres=gpu:N) or 'gpus' (--gpus=N)")
-        if out.staging not in ("none", "shared", "s3", "store") and "://" not in out.staging \
-                and not out.staging.startswith("/"):
-            raise ConfigError(
-                f"{where} staging = {out.staging!r} is not a staging mode",
-                "use \"none\" (the nodes see the project folder), \"store\" or \"s3\" (the [storage] url), or a "
-                "store URL (s3://bucket/prefix or an absolute folder both sides see)",
-            )
+        check_staging(where, out.staging)
         if out.max_time:
             time_seconds(out.max_time, f"{where} max_time")
         return out
-
-
-def _option_value(where: str, key: str, kind: str, v: Any) -> Any:
-    """One profile value checked against its field's type (as written in SlurmOptions)."""
-    if kind == "str":
-        if not isinstance(v, str):
-            raise ConfigError(f"{where} {key} = {v!r} must be a string", f'write {key} = "..."')
-        return v
-    if kind.startswith("tuple[str"):
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise ConfigError(f"{where} {key} must be a list of strings", f'write {key} = ["...", "..."]')
-        return tuple(v)
-    if kind == "bool":
-        if not isinstance(v, bool):
-            raise ConfigError(f"{where} {key} = {v!r} must be true or false", f"write {key} = true (or false)")
-        return v
-    if kind == "int":
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{where} {key} = {v!r} must be a whole number >= 0", f"e.g. {key} = 3")
-        return v
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:  # float
-        raise ConfigError(f"{where} {key} = {v!r} must be a number >= 0", f"e.g. {key} = 0.05")
-    return float(v)
 
 
 def time_seconds(text: str, what: str = "wall time") -> int:

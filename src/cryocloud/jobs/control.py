@@ -6,6 +6,8 @@ Files (all written atomically):
   result.json   the final state, exit code and times, written when it ends
   cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed"); its text,
                 if any, says why cryocloud stopped the job (e.g. over budget)
+  pulled_bytes  a staged job: the bytes the lab has downloaded of its outputs so far (what a cloud bills as
+                transfer out)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
+PULLED_BYTES = "pulled_bytes"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

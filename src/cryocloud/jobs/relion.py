@@ -193,3 +193,19 @@ def job_dir_of(script_path: Path, project_dir: Path) -> Path | None:
     if parent.name.startswith("job") and parent.parent.name in JOB_TYPES:
         return parent
     return None
+
+
+def installed_version(env: dict[str, str] | None = None) -> str:
+    """The RELION on PATH ('3.1.3' from `relion_refine --version`), '' when there is none: a cloud node must run
+    the same version as the lab (backends/aws, agent/cloud.py)."""
+    from cryocloud.errors import CryocloudError
+    from cryocloud.proc import run_command
+
+    try:
+        done = run_command(["relion_refine", "--version"], timeout=30, check=False, env=env)
+    except CryocloudError:
+        return ""
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith("RELION version:"):
+            return line.split(":", 1)[1].strip().split("-", 1)[0]
+    return ""

@@ -46,3 +46,28 @@ def end_in_client_view(job_dir: Path, client: str, state: str, line: str = "") -
 
 def fail_in_client_view(job_dir: Path, client: str, message: str, hint: str = "") -> None:
     end_in_client_view(job_dir, client, State.FAILED, with_hint(message, hint))
+
+
+STAMP_PREFIX = "[cryocloud "  # a dated line: "[cryocloud YYYY-MM-DD HH:MM:SS] ..."
+
+
+def _when(line: str) -> str | None:
+    return line[len(STAMP_PREFIX):len(STAMP_PREFIX) + 19] if line.startswith(STAMP_PREFIX) else None
+
+
+def merge(ours: str, theirs: str) -> str:
+    """`theirs` (a node's copy of run.out, just pulled) with every dated line of `ours` (the lab's copy) that it
+    lacks, each put before the first of their dated lines that is later: the lab's "launched ...", "running"
+    and the node's own output are both kept, in time order (lines without a date stay where the node wrote them)."""
+    have = set(theirs.splitlines())
+    missing = [ln for ln in ours.splitlines() if _when(ln) and ln not in have]
+    if not missing:
+        return theirs
+    out: list[str] = []
+    for line in theirs.splitlines():
+        when = _when(line)
+        while missing and when is not None and (_when(missing[0]) or "") < when:
+            out.append(missing.pop(0))
+        out.append(line)
+    out.extend(missing)
+    return "\n".join(out) + "\n"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cryocloud.backends.base import Backend, Handle, Launch, get_backend
+from cryocloud.backends.base import Backend, Bill, Handle, Launch, get_backend
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import control, environment, runlog
 from cryocloud.jobs.environment import job_environment
@@ -107,6 +107,9 @@ def finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str
     reason = Path(job.control_dir) / control.CANCEL
     if state == State.ABORTED and reason.exists() and reason.stat().st_size:
         message = reason.read_text().strip()  # why cryocloud stopped it (e.g. over budget)
+    bill = result.get("bill")
+    if isinstance(bill, Bill):  # the backend's own account of the machine's time (e.g. EC2 from launch)
+        started, ended = bill.started_at, bill.ended_at
     cols: dict[str, object] = {"state": state, "ended_at": ended, "started_at": started, "message": message}
     if result.get("exit_code") is not None:
         cols["exit_code"] = result["exit_code"]
@@ -114,7 +117,10 @@ def finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str
     if attempt_id is not None:
         attempt = next(a for a in ledger.attempts(job.id) if a.id == attempt_id)
         ledger.update_attempt(attempt_id, state=state, started_at=started, ended_at=ended,
-                              compute_usd=compute_usd(attempt.usd_per_hour, started, ended))
+                              compute_usd=bill.usd if isinstance(bill, Bill) else
+                              compute_usd(attempt.usd_per_hour, started, ended))
+        if isinstance(bill, Bill) and bill.detail:
+            ledger.event(job.id, f"billed {bill.usd:.4f} USD: {bill.detail}", at=ended)
     ledger.event(job.id, f"{state}" + (f": {cols['message']}" if cols["message"] else ""), at=ended)
 
 
@@ -174,14 +180,23 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     why = requeue(settings, ledger, job, attempt, status, backends(job), clock)
                     if why is None:
                         continue  # back in the queue: the next dispatch starts the new attempt
-                backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
+                bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
                 cancelled = (cdir / control.CANCEL).exists()
                 state = State.ABORTED if cancelled or status.state == State.ABORTED else State.FAILED
                 msg = status.message or "the job's agent ended without reporting (killed or crashed)"
                 if why:
                     msg = f"{msg}; {why}"
-                result = {"state": state, "message": msg, "ended_at": clock(), "exit_code": status.exit_code}
+                result = {"state": state, "message": msg, "ended_at": clock(), "exit_code": status.exit_code,
+                          **({"bill": bill} if bill else {})}
                 runlog.end_in_client_view(spec.folder, spec.client, state, f"job {state}: {msg}")
+        if result is not None and staged and attempt is not None and "bill" not in result:
+            try:  # a remote node (a cloud instance) is ended, and its bill taken, before the job counts as ended
+                bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
+            except CryocloudError as e:
+                runlog.note(spec.folder, f"could not end the job's machine yet (will retry): {e.message}", runlog.ERR)
+                continue
+            if bill is not None:
+                result = {**result, "bill": bill}
         if result is not None:
             with ledger.transaction():
                 current = ledger.job(job.id)

@@ -29,7 +29,10 @@ NO_STAGING = ("", "none", "shared")
 
 def store_url(settings: Settings, profile: Profile) -> str | None:
     """The store a profile stages through, or None when its nodes see the project folder."""
-    mode = str(profile.options.get("staging", "none"))
+    from cryocloud.backends.registry import BACKENDS
+
+    info = BACKENDS.get(profile.backend)
+    mode = str(profile.options.get("staging", info.default_staging if info else "none"))
     if mode in NO_STAGING:
         return None
     if mode in ("store", "s3"):
@@ -76,7 +79,7 @@ def stage_job(settings: Settings, url: str, job_id: int, spec: JobSpec, cdir: Pa
     manifest = stage_out(open_store(url, settings), project, sorted(paths), name=inputs)
     runlog.note(spec.folder, f"staged {len(manifest.files)} files ({manifest.total_bytes / 1e6:.1f} MB) as {inputs}")
     (cdir / STAGED_FOR).write_text(spec.to_json())
-    for name in (VERIFIED, PULLED):  # a new attempt: what the previous one pushed back is no verdict
+    for name in (VERIFIED, PULLED, control.PULLED_BYTES):  # a new attempt: what the previous one pushed back is no verdict
         (cdir / name).unlink(missing_ok=True)
     return record
 
@@ -101,13 +104,31 @@ def pull_outputs(settings: Settings, spec: JobSpec, cdir: Path) -> bool:
     seen = stamp_file.read_text().strip() if stamp_file.exists() else ""
     if seen == repr(manifest.created):
         return False
-    pull(store, manifest, Path(spec.project_dir), only=[spec.job_dir.rstrip("/")])  # raises unless all verified
+    logs = {name: _read(spec.folder / name) for name in (runlog.OUT, runlog.ERR)}  # the lab's own lines too
+    got = pull(store, manifest, Path(spec.project_dir), only=[spec.job_dir.rstrip("/")])  # raises unless all verified
+    for name, ours in logs.items():
+        theirs = _read(spec.folder / name)
+        merged = runlog.merge(ours, theirs)
+        if merged != theirs:
+            tmp = spec.folder / f".{name}.merged"
+            tmp.write_text(merged, encoding="utf-8")
+            tmp.replace(spec.folder / name)  # RELION's GUI reads it meanwhile: never a half-written file
+    so_far = cdir / control.PULLED_BYTES
+    before = int(so_far.read_text()) if so_far.exists() else 0
+    so_far.write_text(str(before + got.downloaded_bytes))
     rel = (cdir / control.RESULT).relative_to(spec.project_dir).as_posix()
     result = control.read_json(cdir / control.RESULT)
     if result is not None and any(f.path == rel for f in manifest.files):
         control.write_json(cdir / VERIFIED, result)  # the node's verdict, arrived with every output verified
     stamp_file.write_text(repr(manifest.created))
     return True
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def staged(cdir: Path) -> bool:

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     program = [x for x in a.program if x != "--"] if a.program[:1] == ["--"] else a.program
     hide = [h.resolve() for h in a.hide if h.exists()]
+    hide = [h for h in hide if not any(o != h and _under(h, o) for o in hide)]  # inside another: covered already
     keep = [k.resolve() for k in a.keep if any(_under(k.resolve(), h) for h in hide)]
     stash = Path("/tmp") if not any(_under(Path("/tmp"), h) for h in hide) else a.workdir.resolve().parent
     held = []

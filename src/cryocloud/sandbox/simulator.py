@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -47,6 +48,8 @@ class Node:
     deadline: float
     process: ProcessGroup | None = None
     ended: bool = False
+    halt_at: float | None = None  # a `shutdown -h +M` scheduled from inside (None: none, or cancelled with -c)
+    request_seen: float = 0.0  # mtime of the last shutdown request read
 
 
 def _expires(tags: dict[str, str]) -> float | None:
@@ -115,7 +118,8 @@ class Simulator:
         bindir.mkdir(exist_ok=True)
         for name in SHUTDOWN_NAMES:  # `shutdown -h now` asks the "hypervisor" (us) to end the machine
             shim = bindir / name
-            shim.write_text(f"#!/bin/sh\ntouch {work / '.shutdown'}\n")
+            req, tmp = shlex.quote(str(work / ".shutdown")), shlex.quote(str(work / ".shutdown.tmp"))
+            shim.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" > {tmp}.$$ && mv -f {tmp}.$$ {req}\n")
             shim.chmod(0o755)
         env = {
             "PATH": os.pathsep.join([str(bindir), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin",
@@ -147,6 +151,26 @@ class Simulator:
         self._log(f"{node.instance_id}: {why}")
         self._save()
 
+    def _halt_due(self, node: Node, now: float) -> bool:
+        """Read a new `shutdown` request from inside: `now` (or no time), `+M` (in M minutes; a later call
+        replaces it, as systemd's does) or `-c` (cancel). True when the machine is to go down now."""
+        req = node.workdir / ".shutdown"
+        with contextlib.suppress(OSError):
+            mtime = req.stat().st_mtime
+            if mtime != node.request_seen:
+                node.request_seen = mtime
+                args = req.read_text().split()
+                later = [a for a in args if a.startswith("+") and a[1:].isdigit()]
+                if "-c" in args:
+                    node.halt_at = None
+                    self._log(f"{node.instance_id}: scheduled shutdown cancelled")
+                elif later:
+                    node.halt_at = now + int(later[0][1:]) * 60
+                    self._log(f"{node.instance_id}: shutdown scheduled in {later[0][1:]} min")
+                else:
+                    node.halt_at = now
+        return node.halt_at is not None and now >= node.halt_at
+
     def step(self, now: float) -> None:
         for inst in self._instances():
             if inst["InstanceId"] not in self.nodes:
@@ -158,7 +182,7 @@ class Simulator:
             iid = node.instance_id
             if states.get(iid) not in ("pending", "running"):
                 self._end(node, f"{states.get(iid, 'gone')}: processes ended")
-            elif (node.workdir / ".shutdown").exists():
+            elif self._halt_due(node, now):
                 if self._shutdown_behaviour(iid) == "terminate":
                     self.ec2.terminate_instances(InstanceIds=[iid])
                     self._end(node, "shut down from inside: terminated")
