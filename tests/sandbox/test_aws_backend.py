@@ -21,6 +21,7 @@ import pytest
 import starfile
 
 import cryocloud
+from cryocloud.aws import profiles
 from cryocloud.ledger import Ledger
 from cryocloud.sandbox import box
 from cryocloud.settings import General, Settings, load_settings
@@ -65,13 +66,11 @@ def lab(sandbox: dict[str, Any], cryocloud_home: Path, monkeypatch: pytest.Monke
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CRYOCLOUD_BACKEND", "aws")
     image = _ec2(sandbox).describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    cryocloud_home.mkdir(parents=True, exist_ok=True)
-    (cryocloud_home / "config.toml").write_text(
-        f'[storage]\nurl = "s3://{sandbox["bucket"]}/{sandbox["prefix"]}"\n\n'
-        f'[aws]\nregion = "{sandbox["region"]}"\n\n'
-        '[profiles.aws]\nbackend = "aws"\n'
-        f'image = "{image}"\npython = "{sys.executable}"\ninstance_type = "c7i.large"\n'
-        "stream_seconds = 1\n")
+    made = profiles.ensure(cryocloud_home / "config.toml", {  # what `sandbox up` writes, plus a machine
+        "region": sandbox["region"], "staging": f"s3://{sandbox['bucket']}/{sandbox['prefix']}", "image": image,
+        "python": sys.executable, "instance_type": "c7i.large", "stream_seconds": 1,
+        "executables": {"/opt/lab-tools/bin/": "/usr/bin/"}}, "written by the test")
+    assert made == [("aws", "made"), ("aws-spot", "made"), ("aws-ondemand", "made")]
     return {**sandbox, "image": image}
 
 
@@ -99,11 +98,13 @@ def test_a_job_runs_on_an_instance_that_sees_only_s3_and_comes_back(lab: dict[st
     submit(project, job, [
         f"cat '{project}/Import/secret.txt' > {job}lab-file.txt 2>&1 || echo 'lab folder hidden' > {job}lab-file.txt",
         f"echo \"ran in $PWD\" > {job}where.txt",
+        f"/opt/lab-tools/bin/echo the lab path, mapped for the image > {job}mapped.txt",  # [profiles.aws] executables
     ])
     assert _settled(job) == "succeeded"
     jd = project / job
     assert "lab folder hidden" in (jd / "lab-file.txt").read_text()  # the node never saw the lab's disk
     assert "/scratch/" in (jd / "where.txt").read_text()
+    assert (jd / "mapped.txt").read_text() == "the lab path, mapped for the image\n"
     assert markers(jd) == ["RELION_JOB_EXIT_SUCCESS"]
     out = (jd / "run.out").read_text()
     assert "launched c7i.large" in out and "terminated instance" in out
@@ -179,3 +180,103 @@ def test_class2d_from_relion_pipeliner_runs_on_aws_same_result_as_by_hand(lab: d
     pd.testing.assert_frame_equal(_data_table(jd / "run_it003_data.star"), _data_table(by_hand / "run_it003_data.star"))
     assert not _instances(lab)
     assert _job_row(job)[1][-1].handle_data["instance_type"] == "c7i.large"
+
+
+def _attempt_handle(job_dir: str) -> dict[str, Any]:
+    _, attempts = _job_row(job_dir)
+    return dict(attempts[-1].handle_data) if attempts else {}
+
+
+def test_an_instance_that_dies_mid_job_fails_it_with_the_reason_and_the_cost(lab: dict[str, Any],
+                                                                             tmp_path: Path) -> None:
+    from slurm.test_slurm_backend import submit
+
+    project = tmp_path / "lab"
+    job = "External/job004/"
+    submit(project, job, [f"echo started > {job}started.txt", "sleep 300"])
+    jd = project / job
+    assert wait_for(lambda: (jd / "started.txt").exists(), 120)
+    _ec2(lab).terminate_instances(InstanceIds=[_attempt_handle(job)["instance_id"]])  # as a user in the console
+    assert _settled(job) == "failed"
+    assert "terminated from outside" in (jd / "run.err").read_text()
+    assert markers(jd) == ["RELION_JOB_EXIT_FAILURE"]
+    assert _job_row(job)[1][-1].compute_usd > 0
+    assert not _instances(lab)
+
+
+def test_the_lab_away_for_longer_than_the_job_loses_nothing(lab: dict[str, Any], tmp_path: Path) -> None:
+    """The monitor is killed (a laptop closed) once the instance is launched; the job ends and the node ends
+    itself meanwhile; the next monitor pulls the results, marks the job and records its cost."""
+    import signal
+
+    from cryocloud.monitor.loop import ensure_monitor, monitor_pid
+    from slurm.test_slurm_backend import submit
+
+    s3 = _s3(lab)
+    gate = f"{lab['prefix']}/gate/{tmp_path.name}"
+    project = tmp_path / "lab"
+    job = "External/job005/"
+    submit(project, job, [  # held on the node until the test has killed the lab's monitor
+        f"until aws s3api head-object --bucket {lab['bucket']} --key {gate} >/dev/null 2>&1; do sleep 0.2; done",
+        f"echo finished while the lab was away > {job}out.txt"])
+    assert wait_for(lambda: _attempt_handle(job).get("instance_id"), 120)
+    pid = monitor_pid(load_settings())
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    s3.put_object(Bucket=lab["bucket"], Key=gate, Body=b"go")
+    assert wait_for(lambda: not _instances(lab), 120)  # the node ended itself with nobody watching
+    assert _job_row(job)[0].state in ("starting", "running")  # nothing recorded while the lab was away
+    ensure_monitor(load_settings())
+    # read the ledger as it is (job_state() would bring it up to date itself, as `cryocloud status` does)
+    assert wait_for(lambda: _job_row(job)[0].state not in ("starting", "running"), 120)
+    assert _job_row(job)[0].state == "succeeded"
+    assert (project / job / "out.txt").read_text() == "finished while the lab was away\n"
+    assert markers(project / job) == ["RELION_JOB_EXIT_SUCCESS"]
+    assert _job_row(job)[1][-1].compute_usd > 0
+
+
+def _s3(state: dict[str, Any]) -> Any:
+    import boto3
+
+    return boto3.session.Session(aws_access_key_id=state["lab_access_key"],
+                                 aws_secret_access_key=state["lab_secret_key"],
+                                 region_name=state["region"]).client("s3", endpoint_url=state["s3_url"],
+                                                                     verify=state["ca_file"])
+
+
+def test_a_pipeliner_job_on_aws_gets_the_pipeliners_own_markers(lab: dict[str, Any], tmp_path: Path) -> None:
+    """The CCP-EM Pipeliner's jobs run `job_runner.py`; on the node as locally, the lab writes its marker family."""
+    from slurm.test_slurm_backend import submit
+
+    project = tmp_path / "lab"
+    job = "Class2D/job006/"
+    (project / job).mkdir(parents=True)  # in the job folder, which travels (the image carries the real Pipeliner)
+    (project / job / "job_runner.py").write_text("import sys; print('pipeliner job ran'); sys.exit(0)\n")
+    submit(project, job, [f"python3 {job}job_runner.py {job}job.star"])
+    assert _settled(job) == "succeeded"
+    jd = project / job
+    assert sorted(p.name for p in jd.iterdir() if "_JOB_EXIT_" in p.name) == ["PIPELINER_JOB_EXIT_SUCCESS"]
+    assert "pipeliner job ran" in (jd / "run.out").read_text()
+    assert not _instances(lab)
+
+
+def test_a_stalled_job_is_said_and_ended_when_the_profile_says_so(lab: dict[str, Any], tmp_path: Path,
+                                                                  cryocloud_home: Path) -> None:
+    """No new output and no CPU use for the profile's stall_minutes: a run.out line, and with end_stalled the job
+    ends (a node billing while nothing moves is the other surprise bill)."""
+    from slurm.test_slurm_backend import submit
+
+    config = cryocloud_home / "config.toml"
+    config.write_text(config.read_text() + '\n[profiles.aws-stall]\nbackend = "aws"\n'
+                      f'region = "{lab["region"]}"\nstaging = "s3://{lab["bucket"]}/{lab["prefix"]}"\n'
+                      f'image = "{lab["image"]}"\npython = "{sys.executable}"\ninstance_type = "c7i.large"\n'
+                      "stream_seconds = 1\nstall_minutes = 0.05\nend_stalled = true\n")
+    project = tmp_path / "lab"
+    job = "External/job007/"
+    submit(project, job, ["sleep 600"], queue="aws-stall")
+    assert _settled(job) == "aborted"
+    jd = project / job
+    assert "stalled: no new output and no CPU use for 0.05 min" in (jd / "run.out").read_text()
+    assert "ended: stalled" in _job_row(job)[0].message
+    assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
+    assert not _instances(lab)

@@ -5,7 +5,6 @@ terminated or shut down; aws-cli works with the printed exports alone; `down` le
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cryocloud.errors import CryocloudError
 from cryocloud.proc import pid_alive, run_command
 from cryocloud.sandbox import box
 from cryocloud.settings import General, Settings
@@ -140,7 +140,11 @@ def test_aws_cli_works_with_the_printed_exports_alone(sandbox: tuple[Settings, d
     # and cryocloud itself: the account `up` made ready is found as it is, step by step
     env["CRYOCLOUD_HOME"] = str(_settings.home)
     found = run_command([sys.executable, "-m", "cryocloud", "aws", "bootstrap", "--bucket", box.BUCKET], env=env).stdout
-    assert [line.split()[0] for line in found.splitlines()] == ["found"] * 5, found
+    lines = found.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["found"] * 5, found
+    assert lines[-1].startswith("profiles aws (made), aws-spot (made), aws-ondemand (made)")  # left ready
+    again = run_command([sys.executable, "-m", "cryocloud", "aws", "bootstrap", "--bucket", box.BUCKET], env=env).stdout
+    assert again.splitlines()[-1].startswith("profiles aws (found), aws-spot (found), aws-ondemand (found)")
 
 
 def test_up_twice_status_and_a_killed_simulator(sandbox: tuple[Settings, dict[str, Any], Path]) -> None:
@@ -169,23 +173,22 @@ def test_down_leaves_nothing_running_or_listening(tmp_path: Path) -> None:
     assert set(box.down(settings)) == {"simulator", "moto", "s3"}
     assert not any(pid_alive(int(p["pid"]), float(p["started"])) for p in procs)
     for port in ports:  # nothing of this sandbox listens (another program may take a freed port at once)
-        for pid in _listeners(port):
+        for pid in box.listeners(port):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             assert str(settings.home) not in cmdline and f"-p {port}" not in cmdline, f"{port}: {cmdline}"
 
 
-def _listeners(port: int) -> set[int]:
-    """PIDs with a listening TCP socket on `port` (from /proc: no tool needed)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                f = line.split()
-                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{f[9]}]")
-    pids = set()
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
-                pids.add(int(fd_dir.parent.name))
-    return pids
+def test_a_port_in_use_is_a_clear_error_and_leaves_nothing_running(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    settings = Settings(home=tmp_path / "cchome", config_path=tmp_path / "none.toml", general=General(user="lab"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(box, "_free_port", lambda: port)  # as if another program took it after we chose it
+        with pytest.raises(CryocloudError, match=f"port {port} on 127.0.0.1 is in use") as e:
+            box.up(settings)
+    assert "sandbox up" in e.value.hint
+    assert box.status(settings) == {"up": False, "parts": {}, "orphans": []}  # `up` cleaned up after itself

@@ -29,3 +29,14 @@ def test_removing_an_option_keeps_the_rest_as_written() -> None:
     out = cmdline.without_option(RELION_LINE, "--i")
     assert "my particles" not in out and out.startswith("`which relion_refine_mpi` --o Class2D/job002/run --K 4")
     assert ("--i", "Extract/job001/my particles.star") in cmdline.pairs(RELION_LINE)
+
+
+def test_a_lab_line_made_portable_for_a_cloud_node() -> None:
+    lab = {"/usr/local/relion-3.1/bin/": "/opt/relion/bin/"}
+    assert cmdline.for_node('/usr/local/relion-3.1/bin/relion_refine_mpi --o x --gpu "0:1" --j 4', lab) == \
+        '/opt/relion/bin/relion_refine_mpi --o x --gpu "" --j 4'
+    assert cmdline.for_node("`which /usr/local/relion-3.1/bin/relion_refine` --gpu 0,1 --o y", lab) == \
+        '`which /opt/relion/bin/relion_refine` --gpu "" --o y'
+    assert cmdline.for_node("relion_refine --gpu --o y", lab) == "relion_refine --gpu --o y"  # all GPUs already
+    assert cmdline.for_node("relion_refine --o /usr/local/relion-3.1/bin/x", lab) == \
+        "relion_refine --o /usr/local/relion-3.1/bin/x"  # only the program is mapped

@@ -13,21 +13,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cryocloud.agent.remote import run_staged
 from cryocloud.errors import CryocloudError
-from cryocloud.jobs import control, runlog
+from cryocloud.jobs import cmdline, control, runlog
 from cryocloud.jobs.relion import installed_version
 from cryocloud.proc import run_command
 
 ABORT_POLL = 2.0  # s between looks for the abort object
 DEADMAN_EVERY = 60.0  # s between pushes of the scheduled shutdown
+STALL_POLL = 30.0  # s between looks for a stall
 
 
 class Watch:
@@ -38,6 +42,8 @@ class Watch:
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._abort, daemon=True),
                         threading.Thread(target=self._deadman, daemon=True)]
+        if float(job.get("stall_minutes") or 0) > 0:
+            self.threads.append(threading.Thread(target=self._stall, daemon=True))
 
     def __enter__(self) -> Watch:
         for t in self.threads:
@@ -73,6 +79,59 @@ class Watch:
             # past that point the scheduled shutdown is left to fire by the hard deadline
 
 
+    def _stall(self) -> None:
+        """A job whose folder gets no new output and whose processes use no CPU for stall_minutes: say so in
+        run.out (streamed to the lab), and end it when the profile says so; once."""
+        limit = float(self.job["stall_minutes"]) * 60
+        job_dir = self.control_dir.parent.parent
+        last, seen = time.monotonic(), (0.0, 0.0)
+        while not self.stop.wait(min(STALL_POLL, limit / 4)):
+            now = (_newest_mtime(job_dir), _cpu_seconds(self.control_dir))
+            if now != seen:
+                last, seen = time.monotonic(), now
+                continue
+            if time.monotonic() - last >= limit:
+                minutes = limit / 60
+                runlog.note(job_dir, f"stalled: no new output and no CPU use for {minutes:g} min")
+                if self.job.get("end_stalled"):
+                    (self.control_dir / control.CANCEL).write_text(
+                        f"ended: stalled for {minutes:g} min (no new output, no CPU use; the profile's end_stalled)")
+                return
+
+
+def _newest_mtime(folder: Path) -> float:
+    newest = 0.0
+    for p in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            newest = max(newest, p.stat().st_mtime)
+    return newest
+
+
+def _cpu_seconds(control_dir: Path) -> float:
+    """CPU seconds used so far by the job's process group (the Runner records its pgid in agent.json)."""
+    pgid = (control.read_json(control_dir / control.AGENT) or {}).get("child_pgid")
+    if not isinstance(pgid, int):
+        return 0.0
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def portable(executables: dict[str, str]) -> Callable[[Path], None]:
+    """Rewrite the staged launch.json's command lines for this node (cmdline.for_node)."""
+    def prepare(control_dir: Path) -> None:
+        launch = control.read_json(control_dir / control.LAUNCH) or {}
+        spec = launch.get("spec") or {}
+        lines = [cmdline.for_node(ln, executables) for ln in spec.get("commands", [])]
+        if lines != spec.get("commands"):
+            control.write_json(control_dir / control.LAUNCH, {**launch, "spec": {**spec, "commands": lines}})
+    return prepare
+
+
 def fail_before_start(project: Path, job: dict[str, Any], store: Any, message: str) -> int:
     """End the job on the node before its commands ran: result.json and run.err pushed back as a run's would be."""
     from cryocloud.storage.staging import stage_out
@@ -106,7 +165,8 @@ def main(argv: list[str]) -> int:
                                  f"this node's RELION is {have or 'not installed'}, the lab's is {want}: the image "
                                  "must carry the lab's version (docs/node-image.md builds one per version)")
     with Watch(job, store, project / job["control"]):
-        return run_staged(job["store"], job["inputs"], job["outputs"], job["job_dir"], job["control"])
+        return run_staged(job["store"], job["inputs"], job["outputs"], job["job_dir"], job["control"],
+                          prepare=portable(dict(job.get("executables") or {})))
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

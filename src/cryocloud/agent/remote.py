@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cryocloud.agent.runner import Runner
@@ -28,7 +29,10 @@ def scratch_root(node: NodeSettings) -> Path:
     return node.scratch / f"cryocloud-{node.slurm_job_id or os.getpid()}"
 
 
-def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str) -> int:
+def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str,
+               prepare: Callable[[Path], None] | None = None) -> int:
+    """`prepare(control_dir)`, when given, runs once the job is staged in and before it starts (a cloud node makes
+    the lab's command lines portable there: agent/cloud.py)."""
     from cryocloud.storage.staging import stage_in, stage_out
     from cryocloud.storage.stores import open_store
 
@@ -40,6 +44,8 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
         got = stage_in(store, inputs, project)
         runlog.note(project / job_dir, f"staged in {got.files} files ({got.bytes_total / 1e6:.1f} MB) to node-local "
                     f"scratch {project}", make=True)
+        if prepare is not None:
+            prepare(project / control_rel)
         runner = Runner(project / control_rel, project=project)
         runner.lab_marks_signals = True  # markers stay here; the lab writes RELION's, and asks Slurm why on a signal
         stop = threading.Event()
@@ -71,7 +77,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 5:
         print("usage: python -m cryocloud.agent.remote STORE INPUTS OUTPUTS JOB_DIR CONTROL_DIR", file=sys.stderr)
         return 2
-    return run_staged(*argv)
+    store, inputs, outputs, job_dir, control_dir = argv
+    return run_staged(store, inputs, outputs, job_dir, control_dir)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,13 @@ class Runner:
         dirs = [self.control_dir] + ([self.control_dir.parent] if self.shard is not None else [])
         return any((d / control.CANCEL).exists() for d in dirs)
 
+    def _cancel_reason(self) -> str:
+        """The cancel file's text (why cryocloud stopped the job: a budget, a stall), else "cancelled"."""
+        try:
+            return (self.control_dir / control.CANCEL).read_text().strip() or "cancelled"
+        except OSError:
+            return "cancelled"
+
     def _watch_monitor(self) -> None:
         """Start the lab's monitor if it died (the OOM killer, a kill), so that it ends this job if this agent
         dies too. The monitor's lock decides: a second one started at the same moment leaves at once."""
@@ -136,14 +143,14 @@ class Runner:
                     self.log("cancelled by the user; stopping the job" if cancelled else "terminated by a signal")
                     proc.stop(0.0, KILL_GRACE)
                     if cancelled:
-                        return Outcome(State.ABORTED, proc.returncode, "cancelled")
+                        return Outcome(State.ABORTED, proc.returncode, self._cancel_reason())
                     return Outcome(State.FAILED, proc.returncode, "the agent was terminated")
         finally:
             proc.close()
         if rc != 0 and self._cancel_requested():
             # a scheduler's cancel (scancel) signals the whole job at once: the command may die before we see it
             self.log("cancelled by the user; the job was stopped")
-            return Outcome(State.ABORTED, rc, "cancelled")
+            return Outcome(State.ABORTED, rc, self._cancel_reason())
         if rc != 0:
             what = failed.read_text(errors="replace").strip() if failed.exists() else ""
             return Outcome(State.FAILED, rc, f"command exited with {rc}: {(what or 'the job script')[:200]}")

@@ -50,6 +50,16 @@ def bootstrap(bucket: str, prefix: str, region: str, dry_run: bool, yes: bool, p
                       private_subnet=private_subnet).run()
     for step in steps:
         click.echo(step.line())
+    if not dry_run:
+        from cryocloud.aws import profiles
+
+        made = profiles.ensure(settings.config_path, {
+            "region": region or settings.aws.region, "staging": f"s3://{bucket}/{prefix or 'cryocloud'}",
+            "images": {}}, "written by `cryocloud aws bootstrap`")
+        click.echo("profiles " + ", ".join(f"{n} ({how})" for n, how in made) + f" in {settings.config_path}")
+        if any(how == "made" for _, how in made):
+            click.echo("hint: add the AMI of each RELION version you run to images in those profiles "
+                       "(docs/node-image.md builds one)", err=True)
     if any(s.status == "differs" for s in steps):
         click.echo("hint: what differs was left as it is; rerun with --yes to replace the node policy", err=True)
         raise click.exceptions.Exit(1)

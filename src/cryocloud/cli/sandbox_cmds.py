@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ def sandbox() -> None:
     \b
     eval "$(cryocloud sandbox up)"      # start it; the exports point boto3, aws-cli and cryocloud at it
     aws ec2 describe-instances          # any AWS client works with those exports
+    CRYOCLOUD_BACKEND=aws relion &      # "Submit to queue": the job runs on a simulated EC2 instance
     cryocloud sandbox status
     cryocloud sandbox down              # stops everything it started, by PID
     """
@@ -26,12 +28,18 @@ def sandbox() -> None:
               help="Another folder the nodes must not see (cryocloud's home is always hidden), e.g. your projects.")
 def up(hide: tuple[Path, ...]) -> None:
     """Start the sandbox (or find it up) and print the `export` lines for a shell to eval."""
+    from cryocloud.aws import profiles
     from cryocloud.sandbox import box
     from cryocloud.settings import load_settings
 
-    state, already = box.up(load_settings(), [p.resolve() for p in hide])
+    settings = load_settings()
+    state, already = box.up(settings, [p.resolve() for p in hide])
     click.echo("# the sandbox was already up" if already else f"# sandbox up in {state['dir']}: lab bucket "
                f"s3://{state['bucket']}/{state['prefix']}, node role {state['role']}")
+    made = profiles.ensure(settings.config_path, {
+        "region": state["region"], "staging": f"s3://{state['bucket']}/{state['prefix']}", "image": state["image"],
+        "python": sys.executable}, "written by `cryocloud sandbox up`")
+    click.echo("# profiles " + ", ".join(f"{n} ({how})" for n, how in made) + f" in {settings.config_path}")
     for line in box.exports(state):
         click.echo(line)
 

@@ -66,3 +66,21 @@ def pairs(line: str) -> list[tuple[str, str]]:
 def without_option(line: str, flag: str) -> str:
     """The line's text with `flag` and its value removed (quoted values included)."""
     return re.sub(rf"\s{re.escape(flag)}\s+(?:\"[^\"]*\"|'[^']*'|\S+)", "", line)
+
+
+GPU_LIST = re.compile(r"(\s--gpu)\s+(?:\"[^\"]*\"|'[^']*'|(?!--)\S+)")
+
+
+def for_node(line: str, executables: dict[str, str]) -> str:
+    """A lab's command line as a cloud node runs it: the program's folder mapped (`executables`: the lab's path
+    prefix -> the node's), and RELION's `--gpu` device list (the lab's card numbers) left to RELION: `--gpu ""`
+    uses every GPU the node has."""
+    stripped = line.lstrip()
+    indent = line[: len(line) - len(stripped)]
+    for lab, node in executables.items():
+        for head in (lab, f"`which {lab}"):
+            if stripped.startswith(head):
+                stripped = stripped.replace(lab, node, 1)
+                break
+    out = indent + stripped
+    return GPU_LIST.sub(r'\1 ""', out) if option(out, "--gpu") else out

@@ -171,6 +171,8 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
                 continue
             result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
+            if result is not None and result.get("marker_deferred"):
+                continue  # the agent left the marker to us: the next pass asks the backend why (above)
             if result is None and shards > 1:  # the array ended: shards without a report failed
                 why = status.message or "ended without reporting (killed or crashed)"
                 result = fanout.gather(cdir, spec, shards, why, clock)

@@ -14,6 +14,7 @@ and returns the `export` lines a shell evals: endpoints, region, the CA bundle a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +57,48 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float, what: str, log: Path) -> None:
-    if s3server.listening(port, timeout):
-        return
-    tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-    raise CryocloudError(f"{what} did not start listening on 127.0.0.1:{port} within {timeout:g} s: {tail}",
-                         f"see {log}")
+def listeners(port: int, among: list[int] | None = None) -> set[int]:
+    """PIDs (of `among`, else of every process) holding a listening TCP socket on `port`, read from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                f = row.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(f"socket:[{f[9]}]")
+    pids = set()
+    dirs = [Path(f"/proc/{pid}/fd") for pid in among] if among is not None else Path("/proc").glob("[0-9]*/fd")
+    for fd_dir in dirs:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+    return pids
+
+
+def _wait_port(pid: int, port: int, timeout: float, what: str, log: Path) -> None:
+    """Wait until `what` (process `pid`) listens on `port`; fail at once if it died (e.g. the port was taken)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listeners(port, [pid]):  # itself: not a program that took the port first
+            return
+        if not pid_alive(pid):
+            tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+            taken = "in use" in tail or _taken(port)
+            raise CryocloudError(
+                f"{what} could not start" + (f": port {port} on 127.0.0.1 is in use by another program" if taken
+                                              else f": {tail.strip()[-300:]}"),
+                "run `cryocloud sandbox up` again (it picks free ports)" if taken else f"see {log}")
+        time.sleep(0.05)
+    raise CryocloudError(f"{what} did not start listening on 127.0.0.1:{port} within {timeout:g} s", f"see {log}")
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def check_namespaces() -> None:
@@ -124,7 +162,7 @@ def up(settings: Settings, hide: list[Path] | None = None) -> tuple[dict[str, An
         state["moto"] = {"pid": pid, "started": process_start_time(pid)}
         state["moto_url"] = f"http://127.0.0.1:{port}"
         _save(d, state)
-        _wait_port(port, 30, "the moto server", d / "log" / "moto.err")
+        _wait_port(pid, port, 30, "the moto server (EC2, IAM, STS)", d / "log" / "moto.err")
         s3 = s3server.start(d / "s3", "weed", tls=True, identities=[{
             "name": "node-role", "credentials": [{"accessKey": node_key, "secretKey": node_secret}],
             "actions": [f"{a}:{BUCKET}/{PREFIX}/*" for a in ("Read", "Write", "List", "Tagging")]}])
@@ -160,6 +198,8 @@ def _lab_resources(state: dict[str, Any]) -> None:
                                     aws_secret_access_key=state["lab_secret_key"], region_name=state["region"])
     endpoints = {"s3": state["s3_url"], **{s: state["moto_url"] for s in ("ec2", "iam", "sts")}}
     Bootstrap(session, BUCKET, PREFIX, state["region"], endpoints=endpoints, ca_bundle=state["ca_file"]).run()
+    images = session.client("ec2", endpoint_url=state["moto_url"]).describe_images(Owners=["amazon"])["Images"]
+    state["image"] = sorted(i["ImageId"] for i in images)[0]  # the sandbox's "machine image": this host's RELION
 
 
 def down(settings: Settings) -> list[str]:

@@ -43,7 +43,7 @@ SHUTDOWN_NAMES = ("shutdown", "poweroff", "halt")
 class Node:
     instance_id: str
     workdir: Path
-    imds: MetadataServer
+    imds: MetadataServer | None
     boot_at: float
     deadline: float
     process: ProcessGroup | None = None
@@ -92,22 +92,31 @@ class Simulator:
     # --- a node's life --------------------------------------------------------------------------------
     def _new(self, inst: dict[str, Any], now: float) -> None:
         iid = inst["InstanceId"]
+        work = self.dir / "nodes" / iid
+        work.mkdir(parents=True, exist_ok=True)
+        self.nodes[iid] = Node(iid, work, None, now + BOOT_SECONDS, now + BOOT_SECONDS + MAX_HOURS * 3600)
+        self._log(f"{iid}: launched ({inst.get('InstanceType', '')}); booting")
+
+    def _facts(self, node: Node) -> None:
+        """What the machine's metadata service tells it, read at boot: the EC2 API may still be filling in the
+        instance (its profile, its tags) when the simulator first sees it."""
+        inst = self._instances([node.instance_id])[0]
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
         profile = inst.get("IamInstanceProfile", {}).get("Arn", "")
-        facts = InstanceFacts(iid, inst.get("InstanceType", ""), inst.get("Placement", {}).get("AvailabilityZone", ""),
-                              inst.get("ImageId", ""), profile.rsplit("/", 1)[-1] if profile else "",
+        facts = InstanceFacts(node.instance_id, inst.get("InstanceType", ""),
+                              inst.get("Placement", {}).get("AvailabilityZone", ""), inst.get("ImageId", ""),
+                              profile.rsplit("/", 1)[-1] if profile else "",
                               self.state["node_access_key"], self.state["node_secret_key"], tags)
         if not facts.role:  # no instance profile: no credentials, as on EC2
             facts.access_key = facts.secret_key = ""
-        work = self.dir / "nodes" / iid
-        work.mkdir(parents=True, exist_ok=True)
-        deadline = now + BOOT_SECONDS + MAX_HOURS * 3600
+        node.imds = MetadataServer(facts)
         expires = _expires(tags)
-        self.nodes[iid] = Node(iid, work, MetadataServer(facts), now + BOOT_SECONDS,
-                               min(deadline, expires) if expires else deadline)
-        self._log(f"{iid}: launched ({facts.instance_type}); booting")
+        if expires:
+            node.deadline = min(node.deadline, expires)
 
     def _boot(self, node: Node) -> None:
+        self._facts(node)
+        assert node.imds is not None
         work = node.workdir
         script = work / "user-data"
         body = self._user_data(node.instance_id)
@@ -146,7 +155,8 @@ class Simulator:
     def _end(self, node: Node, why: str) -> None:
         if node.process is not None and node.process.returncode is None:
             node.process.stop(0, 5)
-        node.imds.close()
+        if node.imds is not None:
+            node.imds.close()
         node.ended = True
         self._log(f"{node.instance_id}: {why}")
         self._save()

@@ -75,6 +75,13 @@ def aws_error(e: Exception, what: str) -> CryocloudError:
                            "check the keys (`aws sts get-caller-identity`) and that the IAM user may run instances")
     if code in ("VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded"):
         return SubmissionError(f"{what}: the account's vCPU quota is too small ({code})", QUOTA_HINT)
+    if code == "NoSuchEntity" or "Invalid IAM Instance Profile" in text or code == "InvalidGroup.NotFound":
+        return ConfigError(f"{what}: {text.rsplit(': ', 1)[-1]}",
+                           "run `cryocloud aws bootstrap` once for this account and region (it makes the node's role, "
+                           "instance profile and security group), or name yours in the profile")
+    if code in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
+        return ConfigError(f"{what}: the image does not exist in this region ({code})",
+                           "check the profile's images (AMIs are per region)")
     if name == "EndpointConnectionError" or "Could not connect" in text:
         return CryocloudError(f"{what}: cannot reach the EC2 API ({text})",
                               "check the network, or AWS_ENDPOINT_URL_EC2 / [aws] endpoint_url_ec2")
@@ -223,7 +230,9 @@ class AwsBackend:
         abort_key = f"control/{outputs}/abort"
         job = {"store": str(record["store"]), "inputs": record["inputs"], "outputs": outputs,
                "job_dir": record["job_dir"], "control": record["control"], "abort_key": abort_key,
-               "deadline_at": deadline_at, "deadman_minutes": self.opts.deadman_minutes, "relion_version": version}
+               "deadline_at": deadline_at, "deadman_minutes": self.opts.deadman_minutes, "relion_version": version,
+               "executables": self.opts.executables, "stall_minutes": self.opts.stall_minutes,
+               "end_stalled": self.opts.end_stalled}
         params = {"bucket": bucket, "wheel_key": f"{prefix}/{built.key}".lstrip("/"), "wheel_name": built.name, "job": job,
                   "boot_error_key": f"{prefix}/control/{outputs}/boot-error".lstrip("/"), "deadman_minutes": self.opts.deadman_minutes,
                   "stream_seconds": self.opts.stream_seconds}

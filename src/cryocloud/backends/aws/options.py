@@ -25,12 +25,15 @@ class AwsOptions:
     security_group: str = "cryocloud-nodes"  # by name or id: `aws bootstrap` makes it with no inbound rule
     instance_profile: str = "cryocloud-node"  # the node's only way to S3 (no key ever reaches a node)
     python: str = "/usr/bin/python3"  # the image's Python, with cryocloud's dependencies installed
+    executables: dict[str, str] = field(default_factory=dict)  # the lab's program folder -> the image's
     volume_gb: int = 0  # the root volume; 0: 30 GB + 3x the job's inputs
     deadline_margin: float = 3.0  # the node ends itself after the plan's hours times this ...
     deadline_floor_minutes: float = 60.0  # ... but never sooner than this (boot, staging)
     max_hours: float = 24.0  # the hard deadline of a job the planner cannot size (a command) without a wall time
     deadman_minutes: int = 10  # the node shuts down this long after its agent stops saying it is alive
     stream_seconds: float = 15.0  # how often the node pushes the job folder back while the job runs
+    stall_minutes: float = 60.0  # no new output and no CPU use for this long: a run.out line (0: never)
+    end_stalled: bool = False  # ... and the job is ended (a node billing while nothing moves)
     staging: str = "s3"  # a node never sees the lab's disk: its data goes through the store
     profile: str = ""
 
