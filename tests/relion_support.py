@@ -90,6 +90,17 @@ def check_abort_from_relion(project: Path, gate_dir: Path, options: str = "") ->
     assert not (jd / "run_it003_data.star").is_file() and not (jd / "run_it005_data.star").exists()
 
 
+def run_by_hand(project: Path, job_dir: str) -> Path:
+    """The very relion_refine command RELION wrote for the job, run by hand into ByHand/; returns that folder."""
+    script = (project / job_dir / "run_submit.script").read_text()
+    line = next(ln for ln in script.splitlines() if "relion_refine" in ln)
+    by_hand = project / "ByHand"
+    by_hand.mkdir()
+    line = line.replace(f"--o {job_dir}run", "--o ByHand/run").replace(f"--pipeline_control {job_dir}", "")
+    subprocess.run(["bash", "-c", line], cwd=project, check=True, capture_output=True, env=relion_env(project))
+    return by_hand
+
+
 def process_status(project: Path) -> dict[str, str]:
     pipeline = project / "default_pipeline.star"
     blocks = starfile.read(pipeline, always_dict=True)

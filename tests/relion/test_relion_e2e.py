@@ -11,7 +11,7 @@ import pytest
 import starfile
 
 from cryocloud.cli.main import main
-from relion_support import CLASS2D, add_job, check_abort_from_relion, relion_env, run_job
+from relion_support import CLASS2D, add_job, check_abort_from_relion, relion_env, run_by_hand, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,14 +51,7 @@ def test_same_seed_same_result_by_hand_and_through_cryocloud(demo_project: Path)
     seed = ";other_args == --random_seed 7"
     job = add_job(demo_project, "Class2D", CLASS2D + ";nr_mpi == 1;nr_threads == 1;do_queue == Yes" + seed)
     assert run_job(demo_project, job) == "succeeded"
-    # the very command RELION wrote for the job, run by hand into another folder
-    script = (demo_project / job / "run_submit.script").read_text()
-    line = next(ln for ln in script.splitlines() if "relion_refine" in ln)
-    by_hand = demo_project / "ByHand"
-    by_hand.mkdir()
-    line = line.replace(f"--o {job}run", "--o ByHand/run").replace(f"--pipeline_control {job}", "")
-    subprocess.run(["bash", "-c", line], cwd=demo_project, check=True, capture_output=True,
-                   env=relion_env(demo_project))
+    by_hand = run_by_hand(demo_project, job)
     ours, theirs = _data_table(demo_project / job / "run_it003_data.star"), _data_table(by_hand / "run_it003_data.star")
     pd.testing.assert_frame_equal(ours, theirs)
 

@@ -10,7 +10,6 @@ wheel the backend built. Simulated: the machine itself (a process on this host).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,12 @@ import starfile
 
 import cryocloud
 from cryocloud.aws import profiles
+from cryocloud.jobs import control
+from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import Ledger
 from cryocloud.sandbox import box
 from cryocloud.settings import General, Settings, load_settings
-from relion_support import CLASS2D, add_job, process_status, relion_env, run_job
+from relion_support import CLASS2D, add_job, process_status, run_by_hand, run_job
 from spine.helpers import job_state, markers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -74,6 +75,14 @@ def lab(sandbox: dict[str, Any], cryocloud_home: Path, monkeypatch: pytest.Monke
     return {**sandbox, "image": image}
 
 
+def _add_profile(home: Path, lab: dict[str, Any], name: str, extra: str) -> None:
+    """Another AWS profile on the sandbox, with `extra` TOML lines."""
+    config = home / "config.toml"
+    config.write_text(config.read_text() + f'\n[profiles.{name}]\nbackend = "aws"\nregion = "{lab["region"]}"\n'
+                      f'staging = "s3://{lab["bucket"]}/{lab["prefix"]}"\npython = "{sys.executable}"\n'
+                      f'instance_type = "c7i.large"\nstream_seconds = 1\n{extra}\n')
+
+
 def _job_row(job_dir: str) -> Any:
     ledger = Ledger(load_settings().ledger_path)
     try:
@@ -107,7 +116,7 @@ def test_a_job_runs_on_an_instance_that_sees_only_s3_and_comes_back(lab: dict[st
     assert (jd / "mapped.txt").read_text() == "the lab path, mapped for the image\n"
     assert markers(jd) == ["RELION_JOB_EXIT_SUCCESS"]
     out = (jd / "run.out").read_text()
-    assert "launched c7i.large" in out and "terminated instance" in out
+    assert "launched c7i.large" in out and "terminated instance" in out and "results back: " in out
     _, attempts = _job_row(job)
     assert attempts[-1].usd_per_hour > 0 and attempts[-1].handle_data["market"] == "spot"  # the cheaper one
     assert attempts[-1].compute_usd >= attempts[-1].usd_per_hour * 60 / 3600 * 0.99  # at least EC2's minute
@@ -137,8 +146,11 @@ def test_abort_in_relion_stops_the_job_on_the_instance(lab: dict[str, Any], tmp_
     assert wait_for(lambda: (jd / "started.txt").exists(), 120)  # streamed back while it runs
     (jd / "RELION_JOB_ABORT_NOW").touch()
     assert _settled(job) == "aborted"
+    assert "running (instance" in (jd / "run.out").read_text()  # the lab's line, kept beside the node's
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
     assert wait_for(lambda: not _instances(lab), 60)
+    listed = _s3(lab).list_objects_v2(Bucket=lab["bucket"], Prefix=f"{lab['prefix']}/control/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == []  # the abort object was for this attempt only
 
 
 def test_a_missing_input_fails_on_the_node_naming_the_file(lab: dict[str, Any], tmp_path: Path) -> None:
@@ -170,14 +182,16 @@ def test_class2d_from_relion_pipeliner_runs_on_aws_same_result_as_by_hand(lab: d
     assert markers(jd) == ["RELION_JOB_EXIT_SUCCESS"]
     out = (jd / "run.out").read_text()
     assert "launched c7i.large" in out and "Expectation" in out
-    script = (jd / "run_submit.script").read_text()
-    line = next(ln for ln in script.splitlines() if "relion_refine" in ln)
-    by_hand = demo_project / "ByHand"
-    by_hand.mkdir()
-    line = line.replace(f"--o {job}run", "--o ByHand/run").replace(f"--pipeline_control {job}", "")
-    subprocess.run(["bash", "-c", line], cwd=demo_project, check=True, capture_output=True,
-                   env=relion_env(demo_project))
+    assert "on c7i.large spot (aws profile aws)" in out  # priced on the machine the plan chose, before launch
+    from cryocloud.jobs.relion import installed_version
+
+    assert JobSpec.from_json(_job_row(job)[0].spec).relion_version == installed_version() != ""  # the node checks it
+    by_hand = run_by_hand(demo_project, job)
     pd.testing.assert_frame_equal(_data_table(jd / "run_it003_data.star"), _data_table(by_hand / "run_it003_data.star"))
+    # iteration 1 reached the lab while the job ran: the pull that wrote it (its ctime: pull keeps the node's mtime)
+    # came before the node's end
+    ended = control.read_json(next(jd.glob(".cryocloud/job*")) / control.RESULT)
+    assert ended is not None and (jd / "run_it001_data.star").stat().st_ctime < float(ended["ended_at"])
     assert not _instances(lab)
     assert _job_row(job)[1][-1].handle_data["instance_type"] == "c7i.large"
 
@@ -266,11 +280,7 @@ def test_a_stalled_job_is_said_and_ended_when_the_profile_says_so(lab: dict[str,
     ends (a node billing while nothing moves is the other surprise bill)."""
     from slurm.test_slurm_backend import submit
 
-    config = cryocloud_home / "config.toml"
-    config.write_text(config.read_text() + '\n[profiles.aws-stall]\nbackend = "aws"\n'
-                      f'region = "{lab["region"]}"\nstaging = "s3://{lab["bucket"]}/{lab["prefix"]}"\n'
-                      f'image = "{lab["image"]}"\npython = "{sys.executable}"\ninstance_type = "c7i.large"\n'
-                      "stream_seconds = 1\nstall_minutes = 0.05\nend_stalled = true\n")
+    _add_profile(cryocloud_home, lab, "aws-stall", f'image = "{lab["image"]}"\nstall_minutes = 0.05\nend_stalled = true')
     project = tmp_path / "lab"
     job = "External/job007/"
     submit(project, job, ["sleep 600"], queue="aws-stall")
@@ -279,4 +289,27 @@ def test_a_stalled_job_is_said_and_ended_when_the_profile_says_so(lab: dict[str,
     assert "stalled: no new output and no CPU use for 0.05 min" in (jd / "run.out").read_text()
     assert "ended: stalled" in _job_row(job)[0].message
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
+    assert not _instances(lab)
+
+
+def test_a_node_whose_relion_is_not_the_labs_fails_before_work_naming_both(lab: dict[str, Any], tmp_path: Path,
+                                                                          cryocloud_home: Path) -> None:
+    """The profile maps RELION 9.9.9 to an image that in fact carries this host's RELION: the node says so."""
+    from dataclasses import replace
+
+    from cryocloud.app.submit import submit_spec
+    from cryocloud.jobs.relion import installed_version, job_spec_from_script
+    from spine.helpers import make_job
+
+    _add_profile(cryocloud_home, lab, "aws-v9", f'images = {{ "9.9.9" = "{lab["image"]}" }}')
+    project = tmp_path / "lab"
+    job = "External/job008/"
+    script = make_job(project, job, ["echo should not run > " + job + "ran.txt"])
+    spec = replace(job_spec_from_script(script, project), relion_version="9.9.9")
+    settings = load_settings()
+    submit_spec(spec, settings.profile("aws-v9"), settings, dict(os.environ))
+    assert _settled(job) == "failed"
+    err = (project / job / "run.err").read_text()
+    assert f"this node's RELION is {installed_version()}, the lab's is 9.9.9" in err
+    assert not (project / job / "ran.txt").exists()
     assert not _instances(lab)

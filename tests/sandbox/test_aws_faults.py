@@ -188,6 +188,13 @@ def test_end_states_as_a_user_reads_them(aws: Any, tmp_path: Path) -> None:
     assert b.status(Handle("aws", handle.data)).state == "gone"
 
 
+def test_a_region_that_does_not_exist_is_refused_with_a_suggestion(aws: Any, tmp_path: Path) -> None:
+    b = _backend(tmp_path, instance_type="c7i.large", region="us-east-9")
+    with pytest.raises(CryocloudError, match="no prices for region 'us-east-9'") as e:
+        b.submit(_launch(tmp_path))
+    assert "us-east-1" in e.value.hint
+
+
 def test_profile_values_are_checked() -> None:
     with pytest.raises(ConfigError, match="market"):
         AwsOptions.from_profile("aws", {"market": "cheap"})

@@ -127,6 +127,10 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
     backend = get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
     job_env = job_environment(env, profile.pass_env())  # what the job needs, never the whole environment
+    if staging.store_url(settings, profile) is not None and spec.client != "command" and not spec.relion_version:
+        from cryocloud.jobs.relion import installed_version  # a node elsewhere must run the lab's RELION
+
+        spec = replace(spec, relion_version=installed_version(dict(env)))
     ledger = Ledger(settings.ledger_path, wait=ledger_wait)
     try:
         with ledger.transaction():
@@ -262,6 +266,15 @@ def predict(spec: JobSpec, profile: Profile, backend: Backend, settings: Setting
     where = f"{profile.backend} profile {profile.name}"
     if rate == 0:
         return Prediction(0.0, None, 0.0, where)
+    if profile.backend == "aws":  # the cloud bills the machine the plan chose, at least a minute of it
+        from cryocloud.backends.aws.backend import AwsBackend
+
+        if isinstance(backend, AwsBackend):
+            choice = backend.choose(spec)[0]
+            where = f"{choice.instance_type} {choice.market} ({where})"
+            if choice.hours is not None:
+                billed = max(choice.hours, 1 / 60)
+                return Prediction(billed * rate, billed, rate, where)
     hours = hours_on_allocation(spec, settings)
     factor = learned(ledger, spec.job_type, profile.backend, backend.machine).factor if ledger else 1.0
     if hours is not None and factor != 1.0:

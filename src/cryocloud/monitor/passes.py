@@ -166,6 +166,8 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     now = clock()
                     ledger.update_job(job.id, state=State.RUNNING, started_at=now)
                     ledger.update_attempt(attempt.id, state=State.RUNNING, started_at=now)
+                    if staged:  # the lab's side of a remote node: its state changes are run.out lines too
+                        runlog.note(spec.folder, f"running ({status.message})" if status.message else "running")
                 if staged and status.state == State.RUNNING:
                     _forward_abort(spec, cdir, backends(job), attempt.handle_data)
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
@@ -182,7 +184,12 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     why = requeue(settings, ledger, job, attempt, status, backends(job), clock)
                     if why is None:
                         continue  # back in the queue: the next dispatch starts the new attempt
-                bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
+                try:
+                    bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
+                except CryocloudError as e:  # e.g. EC2 unreachable: the machine may still bill; try again
+                    runlog.note(spec.folder, f"could not end the job's machine yet (will retry): {e.message}",
+                                runlog.ERR)
+                    continue
                 cancelled = (cdir / control.CANCEL).exists()
                 state = State.ABORTED if cancelled or status.state == State.ABORTED else State.FAILED
                 msg = status.message or "the job's agent ended without reporting (killed or crashed)"

@@ -120,6 +120,8 @@ def pull_outputs(settings: Settings, spec: JobSpec, cdir: Path) -> bool:
     result = control.read_json(cdir / control.RESULT)
     if result is not None and any(f.path == rel for f in manifest.files):
         control.write_json(cdir / VERIFIED, result)  # the node's verdict, arrived with every output verified
+        runlog.note(spec.folder, f"results back: {got.files} files ({got.bytes_total / 1e6:.1f} MB), every byte "
+                                 "checked against the node's manifest")
     stamp_file.write_text(repr(manifest.created))
     return True
 

@@ -216,13 +216,13 @@ class AwsBackend:
             raise ConfigError(f"profile {self.profile.name} stages through {record['store']}, which no EC2 "
                               "instance can reach", "set [storage] url = \"s3://bucket/prefix\"")
         bucket, prefix = url.netloc, url.path.strip("/")
+        choices = self.choose(spec)  # first: an unknown machine or region is refused before any AWS call
         image, version = self._image(spec, launch.env)
         group = self._group()
         store = open_store(str(record["store"]), self.settings)
         built = wheel.build()
         if run(store.head(built.key)) is None:
             run(store.put(built.key, built.data, tags=tagging.make(project="cryocloud-wheels")))
-        choices = self.choose(spec)
         deadline_h, why = self.deadline_hours(spec, choices[0].hours)
         now = time.time()
         deadline_at = now + deadline_h * 3600
@@ -357,7 +357,20 @@ class AwsBackend:
                   f"volume {volume_usd:.4f} USD, transfer out {transfer_usd:.4f} USD ({out_gb:.3f} GB)")
         folder = self.logs(handle)[0].parent
         runlog.note(folder, f"terminated instance {iid}; {usd:.4f} USD ({detail})")
+        self._forget_control_objects(handle)
         return Bill(started, ended, usd, detail)
+
+    def _forget_control_objects(self, handle: Handle) -> None:
+        """The abort and boot-error objects meant only for this attempt (the staged data stay: they expire by tag)."""
+        from cryocloud.storage.stores import open_store
+        from cryocloud.storage.transfer import run
+
+        try:
+            run(open_store(str(handle.data["store"]), self.settings).delete(
+                [str(handle.data["abort_key"]), str(handle.data["boot_error_key"])]))
+        except CryocloudError as e:  # a leftover object costs nothing that matters; say so and go on
+            runlog.note(self.logs(handle)[0].parent, f"could not remove the job's control objects: {e.message}",
+                        runlog.ERR)
 
     def logs(self, handle: Handle) -> tuple[Path, Path]:
         launch = control.read_json(Path(str(handle.data.get("control_dir", "."))) / control.LAUNCH) or {}
