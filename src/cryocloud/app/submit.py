@@ -127,8 +127,8 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
     backend = get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
     BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
     job_env = job_environment(env, profile.pass_env())  # what the job needs, never the whole environment
-    if staging.store_url(settings, profile) is not None and spec.client != "command" and not spec.relion_version:
-        from cryocloud.jobs.relion import installed_version  # a node elsewhere must run the lab's RELION
+    if profile.backend == "aws" and spec.client != "command" and not spec.relion_version:
+        from cryocloud.jobs.relion import installed_version  # a cloud node must run the lab's RELION
 
         spec = replace(spec, relion_version=installed_version(dict(env)))
     ledger = Ledger(settings.ledger_path, wait=ledger_wait)
