@@ -35,7 +35,8 @@ STALL_POLL = 30.0  # s between looks for a stall
 
 
 class Watch:
-    """The two threads beside the job: the abort object, and the dead man's switch up to the hard deadline."""
+    """The threads beside the job: the abort object, the dead man's switch up to the hard deadline, and (when the
+    profile sets stall_minutes) the stall watch."""
 
     def __init__(self, job: dict[str, Any], store: Any, control_dir: Path) -> None:
         self.job, self.store, self.control_dir = job, store, control_dir
@@ -77,7 +78,6 @@ class Watch:
             if time.time() + minutes * 60 < deadline:
                 run_command(["shutdown", "-h", f"+{minutes}"], timeout=30, check=False)
             # past that point the scheduled shutdown is left to fire by the hard deadline
-
 
     def _stall(self) -> None:
         """A job whose folder gets no new output and whose processes use no CPU for stall_minutes: say so in
@@ -167,6 +167,7 @@ def main(argv: list[str]) -> int:
     with Watch(job, store, project / job["control"]):
         return run_staged(job["store"], job["inputs"], job["outputs"], job["job_dir"], job["control"],
                           prepare=portable(dict(job.get("executables") or {})))
+
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -16,11 +16,12 @@ from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.states import State
 
 OUT, ERR = "run.out", "run.err"
+STAMP_PREFIX = "[cryocloud "  # a dated line: "[cryocloud YYYY-MM-DD HH:MM:SS] ..."
 
 
 def stamp(msg: str) -> str:
     """One dated line, newline included."""
-    return f"[cryocloud {time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n"
+    return f"{STAMP_PREFIX}{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n"
 
 
 def note(job_dir: Path, msg: str, stream: str = OUT, *, make: bool = False) -> None:
@@ -46,9 +47,6 @@ def end_in_client_view(job_dir: Path, client: str, state: str, line: str = "") -
 
 def fail_in_client_view(job_dir: Path, client: str, message: str, hint: str = "") -> None:
     end_in_client_view(job_dir, client, State.FAILED, with_hint(message, hint))
-
-
-STAMP_PREFIX = "[cryocloud "  # a dated line: "[cryocloud YYYY-MM-DD HH:MM:SS] ..."
 
 
 def _when(line: str) -> str | None:

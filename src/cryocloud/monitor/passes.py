@@ -184,11 +184,8 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     why = requeue(settings, ledger, job, attempt, status, backends(job), clock)
                     if why is None:
                         continue  # back in the queue: the next dispatch starts the new attempt
-                try:
-                    bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
-                except CryocloudError as e:  # e.g. EC2 unreachable: the machine may still bill; try again
-                    runlog.note(spec.folder, f"could not end the job's machine yet (will retry): {e.message}",
-                                runlog.ERR)
+                ended_machine, bill = _end_machine(backends(job), attempt.handle_data, spec)
+                if not ended_machine:
                     continue
                 cancelled = (cdir / control.CANCEL).exists()
                 state = State.ABORTED if cancelled or status.state == State.ABORTED else State.FAILED
@@ -199,10 +196,9 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                           **({"bill": bill} if bill else {})}
                 runlog.end_in_client_view(spec.folder, spec.client, state, f"job {state}: {msg}")
         if result is not None and staged and attempt is not None and "bill" not in result:
-            try:  # a remote node (a cloud instance) is ended, and its bill taken, before the job counts as ended
-                bill = backends(job).cleanup(Handle(attempt.backend, attempt.handle_data))
-            except CryocloudError as e:
-                runlog.note(spec.folder, f"could not end the job's machine yet (will retry): {e.message}", runlog.ERR)
+            # a remote node (a cloud instance) is ended, and its bill taken, before the job counts as ended
+            ended_machine, bill = _end_machine(backends(job), attempt.handle_data, spec)
+            if not ended_machine:
                 continue
             if bill is not None:
                 result = {**result, "bill": bill}
@@ -218,6 +214,16 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 from cryocloud.planner.plan import model_hours  # (the planner, only when a job succeeded)
 
                 learn.note_end(ledger, ended, spec, model_hours(spec, ended.backend, settings))  # learn from it
+
+
+def _end_machine(backend: Backend, handle: dict[str, object], spec: JobSpec) -> tuple[bool, Bill | None]:
+    """backend.cleanup: (True, its bill), or (False, None) when it could not be done now (e.g. EC2 unreachable:
+    the machine may still bill), said in run.err; the caller tries again on its next pass."""
+    try:
+        return True, backend.cleanup(Handle(backend.name, handle))
+    except CryocloudError as e:
+        runlog.note(spec.folder, f"could not end the job's machine yet (will retry): {e.message}", runlog.ERR)
+        return False, None
 
 
 def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str, object]) -> None:

@@ -96,7 +96,8 @@ class AwsBackend:
         self.opts = AwsOptions.from_profile(profile.name, profile.options)
         self.region = self.opts.region or settings.aws.region
         self.machine = f"aws {self.region}"
-        self._choices: dict[str, Choice] = {}
+        self._choices: dict[str, Choice] = {}  # job name -> the machine it was launched on
+        self._options: dict[str, list[Choice]] = {}  # spec (JSON) -> the options planned for it (one plan per spec)
         self._client: Any = None
 
     # -- AWS ------------------------------------------------------------------------------------------------
@@ -123,6 +124,12 @@ class AwsBackend:
         """The machines to try, best first: the plan's options on the profile's market (one machine each)."""
         if spec.name in self._choices:
             return [self._choices[spec.name]]
+        key = spec.to_json()
+        if key not in self._options:
+            self._options[key] = self._plan_options(spec)
+        return self._options[key]
+
+    def _plan_options(self, spec: JobSpec) -> list[Choice]:
         from cryocloud.planner.catalog import default_catalog
         from cryocloud.planner.plan import plan_for_spec
 
@@ -154,7 +161,7 @@ class AwsBackend:
         return [Choice(o.machine, o.market, o.usd_per_hour, o.price_source, o.hours) for o in options[:4]]
 
     def usd_per_hour(self, spec: JobSpec) -> float:
-        return self._choices[spec.name].usd_per_hour if spec.name in self._choices else self.choose(spec)[0].usd_per_hour
+        return self.choose(spec)[0].usd_per_hour
 
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         return True  # the account's quotas answer at launch
