@@ -9,6 +9,7 @@ wheel the backend built. Simulated: the machine itself (a process on this host).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ from cryocloud.jobs.spec import JobSpec
 from cryocloud.ledger import Ledger
 from cryocloud.sandbox import box
 from cryocloud.settings import General, Settings, load_settings
-from relion_support import CLASS2D, add_job, process_status, run_by_hand, run_job
+from relion_support import CLASS2D, add_job, process_status, relion_env, run_by_hand, run_job
 from spine.helpers import job_state, markers, wait_for
+from testtools import unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -167,6 +169,54 @@ def test_a_missing_input_fails_on_the_node_naming_the_file(lab: dict[str, Any], 
     assert not _instances(lab)
 
 
+def test_a_refine_job_on_a_type_with_nvme_is_given_it_as_scratch_where_the_node_has_one(lab: dict[str, Any],
+                                                                                          tmp_path: Path) -> None:
+    """RELION's Machine field names g5.xlarge (250 GB of instance store): the launch says its NVMe becomes
+    RELION's --scratch_dir, and the node looks for the device; a simulated node has none, says so, and runs the job
+    as written (the mount itself: tests/spine/test_node_scratch.py, on a loop device)."""
+    from slurm.test_slurm_backend import submit
+
+    project = tmp_path / "lab"
+    (project / "Extract").mkdir(parents=True)
+    (project / "Extract" / "particles.star").write_text("data_\n")
+    job = "Class2D/job010/"
+    submit(project, job, ["relion_refine --i Extract/particles.star --version"], extras={"extra3": "g5.xlarge"})
+    assert _settled(job) == "succeeded"
+    out = (project / job / "run.out").read_text()
+    assert "launched g5.xlarge" in out and "its NVMe as RELION's --scratch_dir" in out
+    assert "no instance-store device on this node: RELION reads the particles from the EBS volume" in out
+    assert not _instances(lab)
+
+
+def test_the_bucket_away_mid_job_loses_nothing(lab: dict[str, Any], tmp_path: Path) -> None:
+    """The S3 endpoint goes away while the job runs (stopped by PID: connections refused) and the job ends
+    during the outage: the node keeps its results and pushes them again until the store answers; the lab's pulls
+    fail meanwhile and are retried. Nothing is lost, RELION sees success, and run.err says what happened."""
+    from slurm.test_slurm_backend import submit
+
+    project = tmp_path / "lab"
+    job = "External/job011/"
+    port = lab["s3_url"].rsplit(":", 1)[1]
+    # the job waits (on the node) until the store stops answering, then writes its last output and ends
+    submit(project, job, [f"echo started > {job}started.txt",
+                          f"while (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.2; done",
+                          f"echo written while the store was away > {job}during.txt"])
+    jd = project / job
+    assert wait_for(lambda: (jd / "started.txt").exists(), 120)  # streamed back: the node is running it
+    iid = _attempt_handle(job)["instance_id"]
+    console = Path(lab["dir"]) / "nodes" / iid / "console.err"
+    assert box.stop_s3(Path(lab["dir"]))
+    try:
+        assert wait_for(lambda: console.exists() and "pushing the results again" in console.read_text(), 180)
+    finally:
+        box.start_s3(Path(lab["dir"]))
+    assert _settled(job) == "succeeded"
+    assert (jd / "during.txt").read_text() == "written while the store was away\n"
+    assert "the store is unreachable" in (jd / "run.err").read_text()
+    assert markers(jd) == ["RELION_JOB_EXIT_SUCCESS"]
+    assert not _instances(lab)
+
+
 def _data_table(path: Path) -> pd.DataFrame:
     return starfile.read(path, always_dict=True)["particles"].reset_index(drop=True)
 
@@ -258,19 +308,46 @@ def _s3(state: dict[str, Any]) -> Any:
                                                                      verify=state["ca_file"])
 
 
-def test_a_pipeliner_job_on_aws_gets_the_pipeliners_own_markers(lab: dict[str, Any], tmp_path: Path) -> None:
-    """The CCP-EM Pipeliner's jobs run `job_runner.py`; on the node as locally, the lab writes its marker family."""
-    from slurm.test_slurm_backend import submit
+PIPELINER_RUN = """
+import json, sys
+from pipeliner.api.manage_project import PipelinerProject
+project = PipelinerProject(project_name="lab")
+job = project.run_job({"_rlnJobTypeLabel": "relion.class2d.em", **json.loads(sys.argv[1])})
+print("JOB", job.output_dir, flush=True)
+print("STATUS", project.wait_for_job_to_finish(job, ping=0.5, timeout=600), flush=True)
+"""
 
-    project = tmp_path / "lab"
-    job = "Class2D/job006/"
-    (project / job).mkdir(parents=True)  # in the job folder, which travels (the image carries the real Pipeliner)
-    (project / job / "job_runner.py").write_text("import sys; print('pipeliner job ran'); sys.exit(0)\n")
-    submit(project, job, [f"python3 {job}job_runner.py {job}job.star"])
-    assert _settled(job) == "succeeded"
-    jd = project / job
+
+def test_the_ccpem_pipeliner_submits_to_aws_and_sees_its_own_markers(lab: dict[str, Any], demo_project: Path,
+                                                                     tmp_path: Path) -> None:
+    """The real CCP-EM Pipeliner (PyPI ccpem-pipeliner, Doppio's engine) runs a Class2D with its queue set to
+    cryocloud's and Queue name `aws`: its job_runner.py line runs on the simulated instance, and the Pipeliner
+    sees Succeeded through its own marker, which the lab wrote after the outputs came back verified."""
+    import subprocess
+
+    if not (Path(sys.executable).parent / "pipeliner").exists():
+        unavailable("the CCP-EM Pipeliner is not installed (pip install ccpem-pipeliner; in the dev extra)")
+    env = relion_env(demo_project)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # the Pipeliner's own settings, not the user's
+    (demo_project / "default_pipeline.star").unlink()  # a Pipeliner project of its own, beside RELION's data
+    new = subprocess.run([str(Path(sys.executable).parent / "pipeliner"), "--new_project", "lab"],
+                         cwd=demo_project, env=env, input="y\n", capture_output=True, text=True, timeout=120)
+    assert (demo_project / "lab_pipeline.star").exists(), new.stdout + new.stderr
+    options = {"fn_img": "Synthetic/particles.star", "nr_classes": 2, "nr_iter_em": 3, "particle_diameter": 150,
+               "psi_sampling": 12, "offset_step": 2, "offset_range": 5, "nr_pool": 30, "nr_mpi": 1,
+               "nr_threads": 1, "do_queue": "Yes", "queuename": "aws"}
+    ran = subprocess.run([sys.executable, "-c", PIPELINER_RUN, json.dumps(options)], cwd=demo_project, env=env,
+                         capture_output=True, text=True, timeout=900)
+    job = ran.stdout.split("JOB ", 1)[1].split()[0] if "JOB " in ran.stdout else ""
+    jd = demo_project / job
+    logs = "".join((jd / n).read_text()[-3000:] for n in ("run.out", "run.err") if (jd / n).exists())
+    assert "STATUS Succeeded" in ran.stdout, ran.stdout[-2000:] + ran.stderr[-2000:] + logs
+    assert "job_runner.py" in JobSpec.from_json(_job_row(job)[0].spec).commands[0]
+    assert JobSpec.from_json(_job_row(job)[0].spec).client == "pipeliner"
     assert sorted(p.name for p in jd.iterdir() if "_JOB_EXIT_" in p.name) == ["PIPELINER_JOB_EXIT_SUCCESS"]
-    assert "pipeliner job ran" in (jd / "run.out").read_text()
+    out = (jd / "run.out").read_text()
+    assert "launched c7i.large" in out and "results back" in out
+    assert (jd / "run_it003_data.star").is_file()
     assert not _instances(lab)
 
 
@@ -289,6 +366,30 @@ def test_a_stalled_job_is_said_and_ended_when_the_profile_says_so(lab: dict[str,
     assert "stalled: no new output and no CPU use for 0.05 min" in (jd / "run.out").read_text()
     assert "ended: stalled" in _job_row(job)[0].message
     assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
+    assert not _instances(lab)
+
+
+def test_a_stall_shows_in_status_and_the_job_bills_on_until_cancelled(lab: dict[str, Any], tmp_path: Path,
+                                                                      cryocloud_home: Path) -> None:
+    """Without end_stalled a stalled job goes on (the user decides), but `cryocloud status` says it is stalled and
+    still billing; `cancel` then ends it as aborted, the instance with it."""
+    from click.testing import CliRunner
+
+    from cryocloud.cli.main import cli
+    from slurm.test_slurm_backend import submit
+
+    _add_profile(cryocloud_home, lab, "aws-stall-on", f'image = "{lab["image"]}"\nstall_minutes = 0.05')
+    project = tmp_path / "lab"
+    job = "External/job008/"
+    submit(project, job, ["sleep 600"], queue="aws-stall-on")
+    assert wait_for(lambda: _job_row(job)[0].message.startswith("stalled since"), 120)
+    shown = CliRunner().invoke(cli, ["status", str(project / job)])
+    assert shown.exit_code == 0, shown.output
+    assert "no new output and no CPU use for 0.05 min; still billing" in shown.output  # the job's events
+    assert _job_row(job)[0].state == "running"
+    assert CliRunner().invoke(cli, ["cancel", str(project / job)]).exit_code == 0
+    assert _settled(job) == "aborted"
+    assert markers(project / job) == ["RELION_JOB_EXIT_ABORTED"]
     assert not _instances(lab)
 
 

@@ -66,6 +66,19 @@ def test_pipeline_edges_are_seeds(project: Path) -> None:
     assert "Extract/job005/particles.star" in paths(discover_inputs(project, "Class2D/job006/", ["echo"]))
 
 
+def test_a_pipeliner_jobs_edges_are_read_from_its_own_job_pipeline_star(project: Path) -> None:
+    """The CCP-EM Pipeliner names its project file after the project (lab_pipeline.star) and runs the job as one
+    job_runner.py line with no input flags: its job folder's job_pipeline.star holds the edges."""
+    edges = pd.DataFrame({"rlnPipeLineEdgeFromNode": ["Extract/job005/particles.star"],
+                          "rlnPipeLineEdgeProcess": ["Class2D/job006/"]})
+    (project / "Class2D/job006").mkdir(parents=True)
+    starfile.write({"pipeline_general": {"rlnPipeLineJobCounter": 7}, "pipeline_input_edges": edges},
+                   project / "Class2D/job006/job_pipeline.star")
+    runner = "/venv/bin/python /venv/lib/pipeliner/scripts/job_runner.py Class2D/job006/job.star"
+    found = paths(discover_inputs(project, "Class2D/job006/", [runner]))
+    assert {"Extract/job005/particles.star", "Extract/job005/Movies/m1.mrcs"} <= set(found)
+
+
 def test_missing_file_names_who_named_it(project: Path) -> None:
     (project / "Extract/job005/Movies/m2.mrcs").unlink()
     with pytest.raises(SubmissionError) as e:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryocloud.agent import scratch
 from cryocloud.agent.remote import run_staged
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import cmdline, control, runlog
@@ -93,6 +94,8 @@ class Watch:
             if time.monotonic() - last >= limit:
                 minutes = limit / 60
                 runlog.note(job_dir, f"stalled: no new output and no CPU use for {minutes:g} min")
+                control.write_json(self.control_dir / control.STALLED, {  # streamed back: `status` shows it
+                    "at": time.time(), "minutes": minutes, "ending": bool(self.job.get("end_stalled"))})
                 if self.job.get("end_stalled"):
                     (self.control_dir / control.CANCEL).write_text(
                         f"ended: stalled for {minutes:g} min (no new output, no CPU use; the profile's end_stalled)")
@@ -121,12 +124,18 @@ def _cpu_seconds(control_dir: Path) -> float:
     return total
 
 
-def portable(executables: dict[str, str]) -> Callable[[Path], None]:
-    """Rewrite the staged launch.json's command lines for this node (cmdline.for_node)."""
+def portable(executables: dict[str, str], instance_store: Path | None = None) -> Callable[[Path], None]:
+    """Rewrite the staged launch.json's command lines for this node (cmdline.for_node); with `instance_store`,
+    mount the node's NVMe there first and give relion_refine lines it as --scratch_dir (agent/scratch.py)."""
     def prepare(control_dir: Path) -> None:
         launch = control.read_json(control_dir / control.LAUNCH) or {}
         spec = launch.get("spec") or {}
         lines = [cmdline.for_node(ln, executables) for ln in spec.get("commands", [])]
+        if instance_store is not None:
+            mounted, said = scratch.prepare(instance_store)
+            runlog.note(control_dir.parent.parent, said)
+            if mounted is not None:
+                lines = [scratch.with_scratch(ln, str(mounted)) for ln in lines]
         if lines != spec.get("commands"):
             control.write_json(control_dir / control.LAUNCH, {**launch, "spec": {**spec, "commands": lines}})
     return prepare
@@ -164,9 +173,12 @@ def main(argv: list[str]) -> int:
         return fail_before_start(project, job, store,
                                  f"this node's RELION is {have or 'not installed'}, the lab's is {want}: the image "
                                  "must carry the lab's version (docs/node-image.md builds one per version)")
+    nvme = NodeSettings.from_env().scratch / "instance-store" if job.get("instance_store") else None
     with Watch(job, store, project / job["control"]):
+        # the results are pushed again while the store is away, up to the hard deadline (the machine ends then)
         return run_staged(job["store"], job["inputs"], job["outputs"], job["job_dir"], job["control"],
-                          prepare=portable(dict(job.get("executables") or {})))
+                          prepare=portable(dict(job.get("executables") or {}), nvme),
+                          final_push_minutes=max(1.0, (float(job["deadline_at"]) - time.time()) / 60))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,10 +30,32 @@ def scratch_root(node: NodeSettings) -> Path:
     return node.scratch / f"cryocloud-{node.slurm_job_id or os.getpid()}"
 
 
+def push_back(push: Callable[[], object], job_folder: Path, minutes: float,
+              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    """The final push of a job's outputs, tried again while the store is unreachable (a network outage, the
+    bucket's endpoint restarting) for up to `minutes`: a finished job's results are never given up at the first
+    error. Each failed try is a run.err line, which travels back with the push that succeeds."""
+    deadline, wait = clock() + minutes * 60, 2.0
+    while True:
+        try:
+            push()
+            return
+        except (CryocloudError, OSError) as e:
+            why = e.message if isinstance(e, CryocloudError) else str(e)
+            if clock() + wait > deadline:
+                raise
+            line = f"the store is unreachable ({why}); pushing the results again in {wait:.0f} s"
+            runlog.note(job_folder, line, runlog.ERR)
+            print(f"cryocloud agent: {line}", file=sys.stderr, flush=True)
+            sleep(wait)
+            wait = min(wait * 2, 60.0)
+
+
 def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_rel: str,
-               prepare: Callable[[Path], None] | None = None) -> int:
+               prepare: Callable[[Path], None] | None = None, final_push_minutes: float = 30.0) -> int:
     """`prepare(control_dir)`, when given, runs once the job is staged in and before it starts (a cloud node makes
-    the lab's command lines portable there: agent/cloud.py)."""
+    the lab's command lines portable there: agent/cloud.py). The final push is tried for `final_push_minutes`
+    while the store is unreachable (push_back)."""
     from cryocloud.storage.staging import stage_in, stage_out
     from cryocloud.storage.stores import open_store
 
@@ -65,7 +88,8 @@ def run_staged(store_url: str, inputs: str, outputs: str, job_dir: str, control_
             stop.set()
             streamer.join()
         runlog.note(project / job_dir, "pushing the job folder back to the lab", make=True)
-        stage_out(store, project, [Path(job_dir)], name=outputs)  # result.json inside: the lab checks it all
+        push_back(lambda: stage_out(store, project, [Path(job_dir)], name=outputs),  # result.json inside
+                  project / job_dir, final_push_minutes)
         if outcome.state == State.SUCCEEDED and node.slurm_job_id:  # Slurm's own output on the node
             Path(f"/tmp/cryocloud-{node.slurm_job_id}.out").unlink(missing_ok=True)  # kept on failure
         return 0 if outcome.state == State.SUCCEEDED else 1

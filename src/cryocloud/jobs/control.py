@@ -6,6 +6,8 @@ Files (all written atomically):
   result.json   the final state, exit code and times, written when it ends
   cancel        present when a user asked to cancel (so a SIGTERM means "aborted", not "failed"); its text,
                 if any, says why cryocloud stopped the job (e.g. over budget)
+  stalled.json  a cloud node's agent saw no new output and no CPU use for the profile's stall_minutes (when,
+                how long); it travels back with the job folder and `status` shows it
   pulled_bytes  a staged job: the bytes the lab has downloaded of its outputs so far (what a cloud bills as
                 transfer out)
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
 PULLED_BYTES = "pulled_bytes"
+STALLED = "stalled.json"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

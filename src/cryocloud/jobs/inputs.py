@@ -111,15 +111,21 @@ def _project_relative(path: Path, project: Path) -> str:
 
 
 def pipeline_input_edges(project: Path, job_dir: str) -> list[str]:
-    """Input nodes of `job_dir` recorded in default_pipeline.star (empty if the file has none)."""
-    pipeline = project / "default_pipeline.star"
-    if not pipeline.exists():
-        return []
-    edges = _read_star(pipeline).get("pipeline_input_edges")
-    if not isinstance(edges, Loop) or not {"rlnPipeLineEdgeProcess", "rlnPipeLineEdgeFromNode"} <= edges.columns.keys():
-        return []
-    return [node for node, process in zip(edges.columns["rlnPipeLineEdgeFromNode"],
-                                          edges.columns["rlnPipeLineEdgeProcess"], strict=True) if process == job_dir]
+    """Input nodes of `job_dir` recorded in the project's default_pipeline.star and in the job folder's own
+    job_pipeline.star (RELION writes both; the CCP-EM Pipeliner names its project file after the project, so its
+    job_pipeline.star is where its edges are found). Empty if neither has any."""
+    nodes: list[str] = []
+    for pipeline in (project / "default_pipeline.star", project / job_dir / "job_pipeline.star"):
+        if not pipeline.exists():
+            continue
+        edges = _read_star(pipeline).get("pipeline_input_edges")
+        if not isinstance(edges, Loop) or \
+                not {"rlnPipeLineEdgeProcess", "rlnPipeLineEdgeFromNode"} <= edges.columns.keys():
+            continue
+        nodes += [node for node, process in zip(edges.columns["rlnPipeLineEdgeFromNode"],
+                                                edges.columns["rlnPipeLineEdgeProcess"], strict=True)
+                  if process == job_dir and node not in nodes]
+    return nodes
 
 
 def command_inputs(commands: Iterable[str]) -> list[str]:

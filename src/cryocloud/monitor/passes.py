@@ -170,6 +170,7 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                         runlog.note(spec.folder, f"running ({status.message})" if status.message else "running")
                 if staged and status.state == State.RUNNING:
                     _forward_abort(spec, cdir, backends(job), attempt.handle_data)
+                    _note_stall(ledger, job, cdir)
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
                 continue
             result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
@@ -233,6 +234,20 @@ def _forward_abort(spec: JobSpec, cdir: Path, backend: Backend, handle: dict[str
         (cdir / control.CANCEL).write_text("aborted on request (RELION_JOB_ABORT_NOW)")
         runlog.note(spec.folder, "abort requested (RELION_JOB_ABORT_NOW); cancelling the job on the node")
         backend.cancel(Handle(backend.name, handle))
+
+
+def _note_stall(ledger: Ledger, job: JobRow, cdir: Path) -> None:
+    """A node reported a stall (agent/cloud.py): the job's message says so, for `status` and the API; once."""
+    stall = control.read_json(cdir / control.STALLED)
+    if not stall or job.message.startswith("stalled"):
+        return
+    since = time.strftime("%H:%M", time.localtime(float(stall.get("at") or time.time())))
+    message = (f"stalled since {since}: no new output and no CPU use for {float(stall.get('minutes') or 0):g} min"
+               + ("; ending it (the profile's end_stalled)" if stall.get("ending") else
+                  "; still billing: `cryocloud cancel` ends it"))
+    with ledger.transaction():
+        ledger.update_job(job.id, message=message)
+        ledger.event(job.id, message)
 
 
 def watch_budget(settings: Settings, ledger: Ledger, job: JobRow, backend: Backend,

@@ -218,3 +218,20 @@ def down(settings: Settings) -> list[str]:
         stopped.append("s3")
     (d / "sandbox.json").unlink(missing_ok=True)
     return stopped
+
+
+def stop_s3(d: Path) -> bool:
+    """Stop the sandbox's S3 server, by PID, to rehearse an outage of the bucket's endpoint (nodes and lab see
+    connections refused); start_s3 brings it back. `d`: the sandbox's folder (its state's "dir")."""
+    return s3server.signal_server(d / "s3", signal.SIGTERM)
+
+
+def start_s3(d: Path) -> None:
+    """Start the sandbox's S3 server (in sandbox folder `d`) again on its ports, with its data, keys and
+    certificate."""
+    state = _state(d)
+    if state is None:
+        raise CryocloudError("the sandbox is not up", "cryocloud sandbox up")
+    s3 = s3server.launch(json.loads((d / "s3" / "server.json").read_text()), d / "s3")
+    state["s3"] = {"pid": s3["pid"], "started": s3["started"]}
+    _save(d, state)

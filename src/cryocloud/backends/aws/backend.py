@@ -252,7 +252,6 @@ class AwsBackend:
             raise ConfigError(f"image {image} does not exist in {self.region}", "check the profile's images")
         kw: dict[str, Any] = {
             "ImageId": image, "MinCount": 1, "MaxCount": 1,
-            "UserData": user_data(self.opts.python, params),
             "IamInstanceProfile": {"Name": self.opts.instance_profile},
             "SecurityGroupIds": [group],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
@@ -270,6 +269,9 @@ class AwsBackend:
             if choice.market == "spot":
                 extra["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
                     "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+            nvme = instance_store_for(spec, choice.instance_type)
+            params["job"] = {**job, "instance_store": nvme}
+            extra["UserData"] = user_data(self.opts.python, params)
             try:
                 got = self.ec2().run_instances(**kw, **extra, InstanceType=choice.instance_type)
             except Exception as e:
@@ -285,7 +287,8 @@ class AwsBackend:
             zone = inst.get("Placement", {}).get("AvailabilityZone", "")
             runlog.note(spec.folder, f"launched {choice.instance_type} {choice.market} in {zone or self.region} at "
                         f"{choice.usd_per_hour:g} USD/h (instance {inst['InstanceId']}; price: {choice.price_source}; "
-                        f"ends itself by {time.strftime('%Y-%m-%d %H:%M', time.localtime(deadline_at))}, {why})")
+                        f"ends itself by {time.strftime('%Y-%m-%d %H:%M', time.localtime(deadline_at))}, {why}"
+                        + ("; its NVMe as RELION's --scratch_dir" if nvme else "") + ")")
             return Handle(self.name, {
                 "instance_id": inst["InstanceId"], "region": self.region, "instance_type": choice.instance_type,
                 "market": choice.market, "usd_per_hour": choice.usd_per_hour, "zone": zone, "launched_at": now,
@@ -385,6 +388,23 @@ class AwsBackend:
             return Path("run.out"), Path("run.err")
         spec = JobSpec.from_dict(launch["spec"])
         return spec.folder / "run.out", spec.folder / "run.err"
+
+
+def instance_store_for(spec: JobSpec, instance_type: str) -> bool:
+    """Whether the node should mount its instance store as RELION's --scratch_dir (agent/scratch.py): a
+    relion_refine job without a --scratch_dir of its own, on a type whose NVMe holds its particles with room."""
+    from cryocloud.jobs import cmdline
+    from cryocloud.planner.catalog import default_catalog
+    from cryocloud.planner.model import SCRATCH_FACTOR
+
+    refine = [ln for ln in spec.commands if cmdline.program(ln).startswith("relion_refine")]
+    if not refine or any(cmdline.option(ln, "--scratch_dir") is not None for ln in refine):
+        return False
+    try:
+        local_gb = default_catalog().get(instance_type).local_disk_gb
+    except CryocloudError:
+        return False
+    return 0 < spec.data_bytes / 1e9 * SCRATCH_FACTOR <= local_gb
 
 
 def _pulled_bytes(cdir: Path) -> int:
