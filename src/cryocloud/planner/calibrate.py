@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryocloud.errors import CryocloudError
+from cryocloud.planner import learn
 from cryocloud.planner.catalog import Catalog, read_data_csv
 from cryocloud.planner.model import JobSize, job_kind
 
@@ -280,6 +281,38 @@ def report(fits: list[Fit]) -> str:
             loo_txt = "n/a" if math.isnan(loo) else f"{loo * 3600:.1f} | {(loo / run.hours - 1) * 100:+.0f}%"
             lines.append(f"| {f.job_type} | {f.device} | {run.source} | {sizes} | {run.hours * 3600:.1f} | "
                          f"{fitted * 3600:.1f} | {(fitted / run.hours - 1) * 100:+.0f}% | {loo_txt} |")
+    return "\n".join(lines)
+
+
+def lab_rows(fits: list[Fit], source: str = "measured-here") -> list[tuple[Fit, Run, float, float, int]]:
+    """P9, the lab's side: each run of `source` predicted by the model fitted without it, then times what the other
+    runs of its job type on its machine took over that model (planner/learn.py's rule, from MIN_RUNS of them).
+    Rows: (fit, run, model hours, learned hours, runs learned from)."""
+    out = []
+    for f in fits:
+        for i, run in enumerate(f.runs):
+            if run.source != source:
+                continue
+            rest = [*f.runs[:i], *f.runs[i + 1:]]
+            if not rest:
+                continue
+            a, k = _solve(rest)
+            others = [r for r in rest if r.source == source and r.machine == run.machine][-learn.RECENT:]
+            factor = learn.Learned(len(others), tuple(r.hours / (a + k * r.x) for r in others)).factor
+            out.append((f, run, a + k * run.x, (a + k * run.x) * factor, len(others)))
+    return out
+
+
+def lab_report(fits: list[Fit]) -> str:
+    lines = [f"Runs measured here, each predicted with it left out: the model alone, then x what the other runs of "
+             f"its type on its machine took over the model (from {learn.MIN_RUNS} runs on; planner/learn.py).", "",
+             "| job type | device | machine | sizes | took s | model s | ratio | learned from | learned s | ratio |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for f, run, model_h, learned_h, n in lab_rows(fits):
+        sizes = " ".join(f"{name}={run.size.get(name):g}" for name in SIZE_FIELDS if getattr(run.size, name))
+        learned_txt = f"{learned_h * 3600:.1f} | {learned_h / run.hours:.2f}x" if n >= learn.MIN_RUNS else "n/a | n/a"
+        lines.append(f"| {f.job_type} | {f.device} | {run.machine} | {sizes} | {run.hours * 3600:.1f} | "
+                     f"{model_h * 3600:.1f} | {model_h / run.hours:.2f}x | {n} | {learned_txt} |")
     return "\n".join(lines)
 
 
