@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
     print(calibrate.report(fits))
     print()
     print(calibrate.gpu_report(gpus))
+    print()
+    print(calibrate.lab_report(fits))
     if not args.dry_run:
         (DATA_DIR / "runtime_model.csv").write_text(calibrate.model_csv(fits))
         (DATA_DIR / "gpu_speeds.csv").write_text(calibrate.gpu_csv(gpus))

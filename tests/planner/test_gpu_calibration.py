@@ -4,6 +4,7 @@ memory bandwidth), scaling with the card count, and the memory rules (GPU, host 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,34 @@ def test_plan_says_where_the_particles_can_live() -> None:
     big = model.placement(kind, CANONICAL, c.get("p3.8xlarge"), "gpu")  # 244 GiB RAM, EBS only
     assert "--preread_images is possible" in big[0] and "no instance store" in big[1] and "EBS volume" in big[1]
     assert model.placement(model.job_kind("MotionCorr"), model.JobSize(movies=10), c.get("g5.xlarge"), "cpu") == []
+
+
+def test_e_step_rows_give_speed_ratios_within_their_source_and_are_never_fitted_as_hours(tmp_path: Path) -> None:
+    """A Scripps-like table (E-step GPU time, 4 cards each) places a card no wall row measured through a card that
+    wall rows did measure; its hours (a lower bound of the job's) never enter the hours fit; a source with no such
+    card places nothing; its leave-one-out is E-step against E-step."""
+    kind = model.job_kind("Class3D")
+    size = CANONICAL.with_defaults(kind.defaults)
+    wall = _runs(speed=6.0, exponent=0.8)
+
+    def estep(card: str, speed: float, url: str) -> calibrate.Run:  # the E-step is 60% of the wall time here
+        return calibrate.Run("published", "Class3D", "gpu", size, math.nan,
+                             0.6 * 0.02 * kind.work(size) / (speed * 4**0.8), "m", 4, card, "estep", url)
+
+    table = [estep("A10G", 6.0, "scripps"), estep("P100", 9.0, "scripps"), estep("L4", 2.0, "nowhere")]
+    bw = {"K80": 240, "A10G": 600, "P100": 732, "L4": 300}
+    g = calibrate.fit_gpus([*wall, *table], bw)
+    assert g.speeds["P100"].basis == "measured" and g.speeds["P100"].speed == pytest.approx(9.0, rel=1e-6)
+    assert g.speeds["L4"].basis == "derived"  # its source has no card on the wall scale
+    assert g.exponent == pytest.approx(0.8, rel=1e-6)
+    (p100,) = [(r, h) for r, h in g.loo if r.gpu_model == "P100"]
+    assert p100[0].measured == "estep" and p100[1] == pytest.approx(p100[0].hours * 9.0 / g.speeds["P100"].speed
+                                                                    / g.speeds["P100"].loo_ratio, rel=1e-6)
+    with_table = calibrate.fit(calibrate.with_gpu_units([r for r in [*wall, *table] if r.measured == "wall"], g))
+    alone = calibrate.fit(calibrate.with_gpu_units(wall, calibrate.fit_gpus(wall, bw)))
+    assert with_table[0].hours_per_work == pytest.approx(alone[0].hours_per_work, rel=1e-9)
+    with pytest.raises(CryocloudError, match="measured = 'gpu time'"):
+        bad = "source,job_type,particles,box,classes,iterations,healpix_order,movies,frames,pixels,cpus,gpus,gpu_model,"
+        (tmp_path / "calibration.csv").write_text(bad + "machine,hours,fit,mpi_ranks,threads,relion_version,measured,"
+                                                  "url,note\np,Class3D,1,64,1,1,2,,,,,4,K80,m,1,yes,,,,gpu time,,\n")
+        calibrate.load_runs(tmp_path / "calibration.csv")

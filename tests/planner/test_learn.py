@@ -3,6 +3,7 @@ prediction to what they took; a job far from its prediction says so in its run.o
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -87,3 +88,23 @@ def test_a_ledger_from_before_model_hours_gets_the_column(tmp_path: Path) -> Non
     ledger = Ledger(path)
     assert "model_hours" in {r[1] for r in ledger.db.execute("PRAGMA table_info(jobs)")}
     ledger.close()
+
+
+def test_p9_lab_rows_learned_from_three_others_come_closer_than_the_model_alone() -> None:
+    """scripts/fit_runtime_model.py's lab table: a lab whose machine takes 2x what published runs say; each of its runs
+    predicted without it, then x what its other three took over that model, lands nearer than the model alone."""
+    from cryocloud.planner import calibrate
+
+    def run(source: str, particles: int, factor: float) -> calibrate.Run:
+        size = JobSize(particles=particles, box=128, classes=10, iterations=25)
+        kind = calibrate.job_kind("Class2D")
+        return calibrate.Run(source, "Class2D", "cpu", size, 8.0, factor * 0.3 * kind.work(size.with_defaults(
+            kind.defaults)) / 8.0, "lab-box" if source == "lab" else "elsewhere")
+
+    runs = [run("published", n, 1.0) for n in (10_000, 20_000, 40_000, 80_000, 160_000, 320_000)]
+    runs += [run("lab", n, 2.0) for n in (15_000, 30_000, 60_000, 120_000)]
+    rows = calibrate.lab_rows(calibrate.fit(runs), source="lab")
+    assert len(rows) == 4 and all(n == 3 for *_, n in rows)
+    for _, r, model_h, learned_h, _ in rows:
+        assert abs(math.log(learned_h / r.hours)) < abs(math.log(model_h / r.hours)) / 2
+        assert learned_h / r.hours == pytest.approx(1.0, rel=0.15)

@@ -105,3 +105,29 @@ def test_a_users_own_workflow_without_recorded_costs_is_priced(tmp_path: Path,
 
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["recorded_usd"] is None and float(data["total"]["computed_usd"]) > 0
+
+
+def test_data_moving_is_the_pull_and_the_results_back(cat: Catalog) -> None:
+    """A workflow naming EMPIAR-10061: each step moves what it reads + writes at the dataset's sizes (the movies are
+    the lab upload), not 2017's hours x 100 MB/s; booting is billed but is not data moving."""
+    named = SEED.replace("# comment lines are skipped", "# RELION-2 on EMPIAR-10061")
+    wf = parse_workflow(named, "seed", cat)
+    assert wf.dataset == "EMPIAR-10061" and parse_workflow(SEED, "seed", cat).dataset == ""
+    spot = {t.step.name: t for t in reprice(wf, cat, "us-east-1", "spot").steps}
+    lab_gb = 11.06 * 360
+    movie_stack = 120_000 * 38 * 256**2 * 4 / 1e9
+    assert spot["Movie extract"].data_gb == pytest.approx(lab_gb + movie_stack)  # was 8 VMs x 3.35 h x 360 = 9,648
+    assert spot["Movie alignment"].data_gb == pytest.approx(lab_gb + 1539 * 14_238_980 * 4 / 1e9)
+    assert spot["3D classification"].data_gb == pytest.approx(120_000 * 256**2 * 4 / 1e9)
+    for t in spot.values():
+        assert t.billed_hours == pytest.approx(t.boot_hours + t.staging_hours + t.compute_hours) and t.boot_hours > 0
+    unnamed = {t.step.name: t for t in reprice(parse_workflow(SEED, "seed", cat), cat, "us-east-1", "spot").steps}
+    assert unnamed["Movie extract"].data_gb == pytest.approx(8 * 3.35 * 360)  # no sizes known: the founding hours
+
+
+def test_burstable_machines_are_not_chosen_for_hours_of_cpu(cat: Catalog) -> None:
+    """t2 runs at its baseline share once its CPU credits are spent: never cheaper for an hours-long step."""
+    named = SEED.replace("# comment lines are skipped", "# RELION-2 on EMPIAR-10061")
+    for market in ("spot", "on-demand"):
+        steps = reprice(parse_workflow(named, "seed", cat), cat, "us-east-1", market).steps
+        assert not any(t.machine.startswith("t2.") for t in steps)

@@ -11,6 +11,7 @@ hours = staging + overhead + k * work / (speed units * count)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from functools import cache
 from typing import Protocol
@@ -68,6 +69,20 @@ class JobSize:
         return replace(self, **missing) if missing else self
 
 
+# Data products a job reads or writes (data/job_types.csv input/output), GB from the sizes.
+PRODUCTS: dict[str, Callable[[JobSize], float]] = {
+    "movies": lambda s: s.get("micrographs") * s.get("frames") * s.get("pixels") / 1e9,  # ~1 byte/pixel-frame (LZW TIFF)
+    "sums": lambda s: s.get("micrographs") * s.get("pixels") * 4 / 1e9,  # float32 micrographs
+    "stack": lambda s: s.get("particles") * s.get("box") ** 2 * 4 / 1e9,  # float32 particles
+    "movie_stack": lambda s: s.get("particles") * s.get("frames") * s.get("box") ** 2 * 4 / 1e9,
+    "none": lambda s: 0.0,  # STAR files and maps
+}
+
+
+def product_gb(name: str, size: JobSize) -> float:
+    return PRODUCTS[name](size)
+
+
 @dataclass(frozen=True)
 class JobKind:
     name: str
@@ -82,14 +97,16 @@ class JobKind:
     frame_bytes: float
     gpu_base_gib: float
     volume_share: float  # of the padded references, what a rank holds (data/job_types.csv)
+    inputs: tuple[str, ...] = ("stack",)  # data products read, the first whose sizes are known (job_types.csv)
+    output: str = "none"  # data product written
 
     def input_gb(self, size: JobSize) -> float:
-        """Input bytes when not given: float32 particle stacks, or movies at ~1 byte per pixel-frame (LZW TIFF)."""
-        names = {n for n, _ in self.work_terms}
-        if "particles" in names:
-            return size.get("particles") * size.get("box") ** 2 * 4 / 1e9
-        frames = size.get("frames") if "frames" in names else 1.0
-        return size.get("micrographs") * frames * size.get("pixels") * (1 if "frames" in names else 4) / 1e9
+        """GB the job reads when not given: the first of its input products whose sizes are known."""
+        return next((gb for gb in (product_gb(p, size) for p in self.inputs) if gb > 0), 0.0)
+
+    def output_gb(self, size: JobSize) -> float:
+        """GB the job writes back (its output product; STAR files and maps count as nothing)."""
+        return product_gb(self.output, size)
 
     def work(self, size: JobSize) -> float:
         return float(math.prod(size.get(name) ** exp for name, exp in self.work_terms)) / WORK_SCALE
@@ -166,6 +183,7 @@ def job_kinds() -> dict[str, JobKind]:
             splittable=r["splittable"] == "yes", ram_base_gib=float(r["ram_base_gib"]), dims=int(r["dims"]),
             bytes_per_voxel=float(r["bytes_per_voxel"]), frame_bytes=float(r["frame_bytes"]),
             gpu_base_gib=float(r["gpu_base_gib"]), volume_share=float(r["volume_share"]),
+            inputs=tuple(r["input"].split("|")), output=r["output"],
         )
     return out
 
@@ -202,11 +220,17 @@ def speed_units(machine: Hardware, device: str) -> float:
     return machine.gpu_units if device == "gpu" else machine.cpu_units
 
 
-def staging_hours(data_gb: float, machine: Hardware, count: int = 1) -> float:
+def transfer_hours(data_gb: float, machine: Hardware, count: int = 1) -> float:
+    """Hours one of `count` machines spends moving its share of `data_gb` to or from the object store."""
     if data_gb <= 0 or machine.network_gbps <= 0:  # nothing to move, or the data are local
         return 0.0
-    gb_per_hour = machine.network_gbps * STAGING_EFFICIENCY / 8 * 3600
-    return STAGING_FIXED_HOURS + data_gb / count / gb_per_hour
+    return data_gb / count / (machine.network_gbps * STAGING_EFFICIENCY / 8 * 3600)
+
+
+def staging_hours(data_gb: float, machine: Hardware, count: int = 1) -> float:
+    """Boot and check, then the pull of the inputs (a single job's plan; nothing when there is nothing to move)."""
+    moving = transfer_hours(data_gb, machine, count)
+    return STAGING_FIXED_HOURS + moving if moving else 0.0
 
 
 def device_for(kind: JobKind, machine: Hardware, asked_gpus: int = 0) -> str:

@@ -1,12 +1,16 @@
 """The same workflow on today's catalog: each step's work moved to the cheapest machine that is no slower.
 
 A step's work is what its machines did: running hours x count x speed units (GPUs x RELION speed for GPU steps,
-vCPUs x CPU speed otherwise), as in the runtime model. Today's hours on n machines = work / (units x n). Its data
-(founding data-moving hours x count x FOUNDING_GB_PER_HOUR) is pulled by each machine at today's network rate
-(model.staging_hours), billed. Data that came from the lab (the first step) reaches the object store before any
-machine starts (unbilled, counted in elapsed time as it was). Each step must finish within its founding elapsed
-hours, so the whole is no slower. Storage: the same GB-months as recorded, tiered (S3 Standard while the workflow
-runs, Glacier Instant Retrieval after). Every assumption is listed in `assumptions`.
+vCPUs x CPU speed otherwise), as in the runtime model. Today's hours on n machines = work / (units x n).
+Data: the lab's upload (the first step's data moving) reaches the object store before any machine starts (unbilled,
+counted in elapsed time as it was). Billed data moving is only what a machine pulls (its share of the step's inputs)
+and pushes back (its share of the outputs), at today's network rate (model.transfer_hours). When the workflow names
+a dataset the planner knows (data/datasets.csv), those are sized from its sizes and the job type's input/output
+products (data/job_types.csv; the movies are what the lab uploaded); otherwise from the founding data-moving hours x
+count x FOUNDING_GB_PER_HOUR. Booting and checking a machine (model.STAGING_FIXED_HOURS) is billed but is not data
+moving. Each step must finish within its founding elapsed hours, so the whole is no slower. Storage: the same
+GB-months as recorded, tiered (S3 Standard while the workflow runs, Glacier Instant Retrieval after). Every
+assumption is listed in `assumptions`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from decimal import Decimal
 
 from cryocloud.errors import CryocloudError
 from cryocloud.planner import model
-from cryocloud.planner.catalog import Catalog, InstanceType
+from cryocloud.planner.catalog import Catalog, InstanceType, read_data_csv
 from cryocloud.planner.plan import FAN_OUT_COUNTS
 from cryocloud.planner.workflow import Step, Workflow, storage_prices
 
@@ -36,14 +40,16 @@ class TodayStep:
     market: str
     zone: str
     usd_per_hour: float
-    staging_hours: float  # billed, per machine
+    staging_hours: float  # data moving, billed, per machine: its pull of the inputs and its push of the results
     compute_hours: float
     lab_upload_hours: float  # unbilled, before machines start
-    data_gb: float
+    data_gb: float  # read + written by the step (all its machines)
+    lab_upload_gb: float = 0.0
+    boot_hours: float = model.STAGING_FIXED_HOURS  # billed, not data moving
 
     @property
     def billed_hours(self) -> float:
-        return self.staging_hours + self.compute_hours
+        return self.boot_hours + self.staging_hours + self.compute_hours
 
     @property
     def elapsed_hours(self) -> float:
@@ -86,8 +92,29 @@ def _units(machine: InstanceType, device: str) -> float:
     return model.speed_units(machine, device)
 
 
+def dataset_sizes(name: str) -> model.JobSize | None:
+    """A known dataset's sizes (data/datasets.csv), or None."""
+    for r in read_data_csv("datasets.csv"):
+        if r["dataset"] == name:
+            return model.JobSize(**{f: float(r[f] or 0) for f in ("movies", "frames", "pixels", "particles", "box")})
+    return None
+
+
+def moved_gb(kind: model.JobKind, sizes: model.JobSize, lab_gb: float) -> float:
+    """GB a step reads and writes: its input and output products at the dataset's sizes (movies: the lab upload)."""
+    known = {"movies": lab_gb} if lab_gb else {}
+
+    def gb(product: str) -> float:
+        return known.get(product) or model.product_gb(product, sizes)
+
+    return next((g for g in map(gb, kind.inputs) if g > 0), 0.0) + gb(kind.output)
+
+
 def reprice(wf: Workflow, catalog: Catalog, region: str, market: str) -> TodayPlan:
     out = TodayPlan(market, region)
+    sizes = dataset_sizes(wf.dataset)
+    first = wf.steps[0] if wf.steps else None
+    lab_gb = float(first.staging_hours) * FOUNDING_GB_PER_HOUR if first and first.billed == "running" else 0.0
     for step in wf.steps:
         try:
             kind = model.job_kind(step.name)
@@ -99,7 +126,8 @@ def reprice(wf: Workflow, catalog: Catalog, region: str, market: str) -> TodayPl
         work = float(step.running_hours) * step.count * _units(old, device)
         upload = float(step.staging_hours) if step.billed == "running" else 0.0
         streams = 1 if upload else step.count  # the lab's one uplink, or each VM pulling its share
-        data_gb = float(step.staging_hours) * streams * FOUNDING_GB_PER_HOUR
+        data_gb = (moved_gb(kind, sizes, lab_gb) if sizes
+                   else float(step.staging_hours) * streams * FOUNDING_GB_PER_HOUR)
         budget = float(step.total_hours)
         best: TodayStep | None = None
         counts = sorted({*FAN_OUT_COUNTS, step.count}) if kind.splittable else (1,)
@@ -118,7 +146,8 @@ def reprice(wf: Workflow, catalog: Catalog, region: str, market: str) -> TodayPl
                 if n > MAX_COUNT:
                     continue
                 cand = TodayStep(step, kind.name, device, itype.name, n, market, zone, price,
-                                 model.staging_hours(data_gb, itype, n), work / (units * n), upload, data_gb)
+                                 model.transfer_hours(data_gb, itype, n), work / (units * n), upload, data_gb,
+                                 lab_gb if upload else 0.0)
                 if cand.elapsed_hours <= budget and (best is None or cand.usd < best.usd):
                     best = cand
         if best is None:
@@ -142,7 +171,7 @@ def _storage(wf: Workflow, out: TodayPlan) -> None:
     if not recorded:
         return
     gb_months = recorded / prices["STANDARD"]
-    lab = sum(s.data_gb for s in out.steps if s.lab_upload_hours)
+    lab = sum(s.lab_upload_gb for s in out.steps)
     data_gb = Decimal(str(round(lab * AT_REST_FACTOR)))
     active = min(gb_months, data_gb * Decimal(str(ACTIVE_MONTHS)))
     usd = active * prices["STANDARD"] + (gb_months - active) * prices["GLACIER_IR"]
@@ -160,10 +189,14 @@ def assumptions() -> list[str]:
         "data/gpu_speeds.csv; CPU: vCPUs x per-vCPU speed, data/aws_families.csv); GPU speeds are measured on "
         "published runs of RELION's canonical Class3D (K80, V100, A10G, GTX 1080) or derived from memory bandwidth "
         "(T4, L4, L40S, A100, H100): scripts/fit_runtime_model.py",
-        f"data a step moved = its data-moving hours x VMs x {FOUNDING_GB_PER_HOUR:g} GB/h (100 MB/s per 2017 VM; "
-        "the lab upload: one stream, ~4 TB, the size of EMPIAR-10061's raw movies)",
-        f"today a machine pulls its share from S3 at {model.STAGING_EFFICIENCY:.0%} of its NIC's peak, plus "
-        f"{model.STAGING_FIXED_HOURS * 60:.0f} min to boot and check; billed",
+        f"the lab upload = the first step's data-moving hours x {FOUNDING_GB_PER_HOUR:g} GB/h (100 MB/s, one "
+        "stream; ~4 TB for EMPIAR-10061's raw movies)",
+        "data a step moves = what it reads + what it writes: for a dataset in data/datasets.csv (named in the "
+        "workflow's comments), its sizes x the job type's input/output products (data/job_types.csv; the movies "
+        f"= the lab upload); otherwise its founding data-moving hours x VMs x {FOUNDING_GB_PER_HOUR:g} GB/h",
+        f"today a machine pulls its share from S3 and pushes its results back at {model.STAGING_EFFICIENCY:.0%} "
+        f"of its NIC's peak (billed data moving), and takes {model.STAGING_FIXED_HOURS * 60:.0f} min to boot and "
+        "check (billed, not data moving)",
         "the first step's data moving is the upload from the lab: unbilled, counted in elapsed time, unchanged",
         "per-micrograph steps (data/job_types.csv 'splittable') may fan out over up to 16 machines",
         "each step must end within its founding elapsed hours; CPU steps never run on GPU machines",

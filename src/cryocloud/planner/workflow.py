@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -71,6 +72,7 @@ class Workflow:
     items: list[LineItem] = field(default_factory=list)
     table_total_usd: Decimal | None = None  # the file's own Totals row, when it has one
     table_total_hours: Decimal | None = None
+    dataset: str = ""  # the EMPIAR entry its comments name ("EMPIAR-10061"), when they name one
 
     @property
     def computed_ec2(self) -> Decimal:
@@ -107,6 +109,9 @@ def parse_workflow(text: str, path: str = "<workflow>", catalog: Catalog | None 
     if not rows:
         raise CryocloudError(f"{path}: no rows", "a workflow CSV has a header and one row per step")
     wf = Workflow(path)
+    named = next((m.group(0) for ln in text.splitlines() if ln.startswith("#")
+                  for m in [re.search(r"EMPIAR-\d+", ln)] if m), "")
+    wf.dataset = named
     first_with_machine = True
     for n, raw in enumerate(rows, start=2):
         r = {COLUMN_ALIASES.get(k.strip(), k.strip()): (v or "").strip() for k, v in raw.items() if k}
