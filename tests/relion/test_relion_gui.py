@@ -52,6 +52,7 @@ ROWS = {
 HELP_X = 686  # a field's "?" button
 RUN_BUTTON = (740, 345)
 RUNNING_JOBS_FIRST, FINISHED_JOBS_FIRST = (400, 445), (135, 445)  # the first row of each job list
+JOB_TYPES_FIRST = (60, 44)  # "Import", the first entry of the job-type list
 JOB_TYPES_DOWN = 7  # "2D classification" is the 8th entry of RELION 3.1's job-type list
 
 def test_cryocloud_labels_fit_relions_label_column() -> None:
@@ -211,7 +212,8 @@ def test_class2d_from_relions_gui(demo_project: Path, screen: Screen) -> None:
         gui = Gui(screen, main)
 
         screen.xdo("windowfocus", "--sync", main)
-        screen.xdo("key", "--delay", "20", *["Down"] * JOB_TYPES_DOWN)  # the job-type list has the focus
+        gui.click(*JOB_TYPES_FIRST)  # the job-type list takes the keyboard
+        screen.xdo("key", "--delay", "20", *["Down"] * JOB_TYPES_DOWN)
         gui.fill("I/O", "Input images STAR file:", "Synthetic/particles.star", x=578)
         gui.tab("Optimisation")
         gui.fill("Optimisation", "Number of classes:", "2")
