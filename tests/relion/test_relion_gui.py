@@ -43,7 +43,6 @@ ROWS = {
     ("Sampling", "Offset search step (pix):"): 117,
     ("Compute", "Number of pooled particles:"): 73,
     ("Running", "Number of threads:"): 73,
-    ("Running", "Queue submit command:"): 145,
     ("Running", "extra1"): 167,
     ("Running", "extra2"): 189,
     ("Running", "extra3"): 211,
