@@ -23,3 +23,4 @@ cryocloud status
 cryocloud costs
 echo "outputs: $(ls "$JOB" | grep -c run_it) iteration files in $DIR/$JOB"
 echo "(cryocloud's monitor exits by itself once no job is active.)"
+echo "Open it in RELION's GUI:  export PATH=\"$HERE/.venv/bin:\$PATH\"; cd \"$DIR\"; eval \"\$(cryocloud relion setup)\"; relion &"

@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Install what cryocloud's demo and tests need from Debian: RELION (CPU), Open MPI, Slurm + munge.
+# Install what cryocloud's demo and tests need from Debian: RELION (CPU) and its GUI, Open MPI, Slurm + munge,
+# and a virtual screen (Xvfb) with xdotool for the test that drives RELION's GUI.
 # Idempotent: installs only what is missing. Needs root (or sudo).
 # usage: scripts/install-deps.sh            (SKIP_APT=1 to only check)
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have relion_refine || need+=(relion)
+have relion || need+=(relion-gui)      # the GUI (`relion &`): a package of its own on Debian
 have mpirun || need+=(openmpi-bin)
 have slurmctld || need+=(slurm-wlm)
 have munged || need+=(munge)
 have gs || need+=(ghostscript)   # RELION writes its PDF logs with it
+have Xvfb || need+=(xvfb)        # a virtual screen: tests/relion/test_relion_gui.py runs the GUI on it
+have xdotool || need+=(xdotool)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "[install-deps] all present: relion, openmpi-bin, slurm-wlm, munge, ghostscript"
+  echo "[install-deps] all present: relion, relion-gui, openmpi-bin, slurm-wlm, munge, ghostscript, xvfb, xdotool"
   exit 0
 fi
 [ "${SKIP_APT:-0}" = 1 ] && { echo "[install-deps] missing: ${need[*]}" >&2; exit 1; }
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 echo "[install-deps] installing: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+$SUDO apt-get -o DPkg::Lock::Timeout=300 update -q
+$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${need[@]}"

@@ -54,11 +54,11 @@ def relion_environment(template: Path, settings: Settings) -> dict[str, str]:
         "PIPELINER_QSUB_TEMPLATE": str(template),
         "PIPELINER_QUEUE_USE": "true",
     }
-    for i, (key, (_, label)) in enumerate(sorted(EXTRAS.items()), start=1):
+    for i, (key, (_, label, help_text)) in enumerate(sorted(EXTRAS.items()), start=1):
         assert key == f"extra{i}"
         env[f"RELION_QSUB_EXTRA{i}"] = label
         env[f"RELION_QSUB_EXTRA{i}_DEFAULT"] = ""
-        env[f"RELION_QSUB_EXTRA{i}_HELP"] = label
+        env[f"RELION_QSUB_EXTRA{i}_HELP"] = help_text
     return env
 
 

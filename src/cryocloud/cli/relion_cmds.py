@@ -35,6 +35,7 @@ def setup(project: Path) -> None:
         f"  Queue name:                  default   (or a profile: local, {', '.join(settings.profiles) or 'slurm'})\n"
         f"  Queue submit command:        {env['RELION_QSUB_COMMAND']}\n"
         f"  Standard submission script:  {template}\n"
+        "  Wall time (HH:MM:SS), Max cost (USD), Machine: optional (cryocloud's; their ? buttons explain them)\n"
         "The export lines above make these the defaults: run  eval \"$(cryocloud relion setup)\"  before relion.\n"
         f"Jobs run on '{settings.general.default_profile}' unless the Queue name names a profile.",
         err=True,

@@ -96,6 +96,8 @@ def make_project(project: Path, n_particles: int = 500, n_movies: int = 3, noise
     pipeline = project / "default_pipeline.star"
     if not pipeline.exists():  # relion_pipeliner refuses to start without one (the GUI makes it)
         pipeline.write_text("\n# version 30001\n\ndata_pipeline_general\n\n_rlnPipeLineJobCounter 1\n\n")
+    # RELION's GUI marks its projects with this file; without it `relion` asks whether to start a new project here
+    (project / ".gui_projectdir").touch()
     summary = f"{n_particles} particles in {syn / 'particles.star'}, reference {syn / 'ref_lp40.mrc'}"
     if n_movies:
         make_movies(project, n_movies, rng)

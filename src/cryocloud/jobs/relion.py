@@ -25,11 +25,21 @@ FIELDS = {
     "outfile": "XXXoutfileXXX", "errfile": "XXXerrfileXXX",
     "extra1": "XXXextra1XXX", "extra2": "XXXextra2XXX", "extra3": "XXXextra3XXX", "extra4": "XXXextra4XXX",
 }
-# What RELION's extra queue fields mean to cryocloud (`relion setup` exports these labels).
+# What RELION's extra queue fields mean to cryocloud: key -> (name, label, help). `relion setup` exports the label
+# as RELION_QSUB_EXTRAn (short: RELION's label column is ~260 px, and cuts a longer label on the left) and the help
+# as RELION_QSUB_EXTRAn_HELP, which the field's "?" button shows.
 EXTRAS = {
-    "extra1": ("wall_time", "Wall time, HH:MM:SS (cryocloud; empty = no limit)"),
-    "extra2": ("max_usd", "Max cost, USD (cryocloud; empty = budget from config)"),
-    "extra3": ("machine", "Machine to price the job on, e.g. g5.xlarge (cryocloud; empty = the cheapest that fits)"),
+    "extra1": ("wall_time", "Wall time (HH:MM:SS):",
+               "cryocloud: the longest this job may run, as HH:MM:SS or D-HH:MM:SS (e.g. 04:00:00). Slurm gets it "
+               "as --time (within the profile's max_time); on AWS it bounds the node's hard deadline when the "
+               "planner cannot size the job. Empty: the profile's own limit (the local backend sets none)."),
+    "extra2": ("max_usd", "Max cost (USD):",
+               "cryocloud: refuse the job at submission if its predicted cost (what `cryocloud plan` shows) is "
+               "over this many USD, e.g. 25. Empty: only the budgets in cryocloud's config apply."),
+    "extra3": ("machine", "Machine:",
+               "cryocloud: the machine to run on (an AWS instance type, e.g. g5.xlarge); a local job is priced "
+               "as if it ran there. Empty: the profile's instance_type, else the cheapest machine that fits, "
+               "as the planner picks it."),
 }
 # Queue names that mean "nothing chosen": RELION's built-in default and what `relion setup` exports.
 UNSET_QUEUES = frozenset({"", "openmpi", "default"})
