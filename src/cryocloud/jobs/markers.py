@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ class MarkerFamily:
     failure: str
     aborted: str
     abort_request: str
+    gui_refresh: str = ""  # a file in the project folder that makes the client's GUI re-read its job states
 
     def for_state(self, state: str) -> str:
         return {State.SUCCEEDED.value: self.success, State.ABORTED.value: self.aborted}.get(state, self.failure)
@@ -30,14 +32,24 @@ class MarkerFamily:
         return None
 
     def write(self, job_dir: Path, state: str) -> bool:
-        """Write the marker for `state` unless one exists already. True if written."""
+        """Write the marker for `state` unless one exists already (the program may have written its own). True if
+        written. Either way the client's GUI is told to look (RELION's re-reads job states only when its project
+        holds `.pipeline_has_changed`, else when the user clicks a job)."""
         if self.existing(job_dir) is not None:
+            self._refresh_gui(job_dir)
             return False
         try:
             (job_dir / self.for_state(state)).touch()
         except FileNotFoundError:  # the user deleted the job folder: nobody is left to tell
             return False
+        self._refresh_gui(job_dir)
         return True
+
+    def _refresh_gui(self, job_dir: Path) -> None:
+        project = job_dir.parent.parent  # RELION's <project>/<Type>/jobNNN/
+        if self.gui_refresh and (project / "default_pipeline.star").exists():
+            with contextlib.suppress(OSError):
+                (project / self.gui_refresh).touch()
 
     def abort_requested(self, job_dir: Path) -> bool:
         """The client asked to abort (RELION's Abort button touches its abort file in the job folder)."""
@@ -51,7 +63,8 @@ class MarkerFamily:
 
 FAMILIES = {
     "relion": MarkerFamily(
-        "RELION_JOB_EXIT_SUCCESS", "RELION_JOB_EXIT_FAILURE", "RELION_JOB_EXIT_ABORTED", "RELION_JOB_ABORT_NOW"
+        "RELION_JOB_EXIT_SUCCESS", "RELION_JOB_EXIT_FAILURE", "RELION_JOB_EXIT_ABORTED", "RELION_JOB_ABORT_NOW",
+        ".pipeline_has_changed",
     ),
     "pipeliner": MarkerFamily(
         "PIPELINER_JOB_EXIT_SUCCESS", "PIPELINER_JOB_EXIT_FAILED", "PIPELINER_JOB_EXIT_ABORTED",
