@@ -317,8 +317,8 @@ def test_a_node_whose_relion_is_not_the_labs_fails_before_work_naming_both(lab: 
 
 
 # --- issue 20: instances, strays and quotas, seen and ended from the lab --------------------------------------
-def test_a_launch_recorded_nowhere_is_ended_by_the_monitors_sweep_and_the_job_runs(lab: dict[str, Any],
-                                                                                    tmp_path: Path) -> None:
+def test_a_launch_recorded_nowhere_is_ended_by_the_monitors_sweep_and_the_job_runs(
+        lab: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The monitor died between RunInstances and its ledger record: the test does dispatch's launch by hand (stage,
     backend.submit) and records nothing, while it holds the monitor's lock so no monitor runs meanwhile."""
     from cryocloud.app.jobs import sweep_findings
@@ -352,7 +352,12 @@ def test_a_launch_recorded_nowhere_is_ended_by_the_monitors_sweep_and_the_job_ru
     assert len(attempts) == 1 and attempts[0].handle_data["instance_id"] != orphan
     assert orphan not in {i["InstanceId"] for i in _instances(lab)}
     assert "launching again" in (project / job / "run.out").read_text()
-    assert any(orphan in line for _, line in sweep_findings(settings))  # what `cryocloud status` prints
+    assert any(orphan in line for _, line in sweep_findings(settings))
+    from cryocloud.cli.main import main
+
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert f"ended instance {orphan}" in capsys.readouterr().out  # `cryocloud status` says what the sweep did
 
 
 def test_instances_ls_shows_the_job_and_its_cost_and_kill_aborts_it_in_relion(lab: dict[str, Any], tmp_path: Path,

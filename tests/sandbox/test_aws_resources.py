@@ -310,6 +310,25 @@ def test_at_launch_an_option_over_its_quota_is_skipped_and_running_vcpus_count(e
     assert "--desired-value 12" in e.value.hint  # what runs plus this machine
 
 
+def test_a_launch_over_a_zero_quota_is_refused_before_run_instances(ec2: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    from sandbox.test_aws_faults import Injected, _backend, _launch
+
+    boto3.client("iam").create_instance_profile(InstanceProfileName="cryocloud-node")
+    ec2.create_security_group(GroupName="cryocloud-nodes", Description="no inbound")
+    answers = [("get_service_quota", _quota("L-3819A6DF", 0.0)), ("get_service_quota", _quota("L-DB2E81BA", 0.0))]
+    monkeypatch.setattr(quotas, "quota_client", lambda region, endpoint: (_quota_client(answers), ""))
+    b = _backend(tmp_path, instance_type="g5.xlarge")  # market any: spot, then on-demand
+    b._client = Injected(ec2, run_instances=AssertionError("launched over the quota"))
+    with pytest.raises(CryocloudError, match=r"g5\.xlarge spot needs 4 vCPUs") as e:
+        b.submit(_launch(tmp_path))
+    assert "--quota-code L-3819A6DF" in e.value.hint and b._client.calls == []
+    out = (tmp_path / "lab/External/job001/run.out").read_text()
+    assert "All G and VT Spot Instance Requests' in us-east-1: 0" in out and "On-Demand G and VT" in out
+
+
 def test_a_quota_that_cannot_be_read_is_said_and_does_not_block(ec2: Any) -> None:
     from cryocloud.backends.aws.backend import Choice
 

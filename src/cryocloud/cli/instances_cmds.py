@@ -65,7 +65,7 @@ def kill(ids: tuple[str, ...], yes: bool, region: str) -> None:
         click.confirm(f"end {len(ids)} instance(s): {' '.join(ids)}?", abort=True)
     for k in kill_instances(load_settings(), list(ids), region=region):
         if k.job_id is None:
-            click.echo(f"{k.id}: ended (no job of yours ran on it)")
+            click.echo(f"{k.id}: ended (it ran no active job of this ledger)")
         elif k.cost_usd is None:
             click.echo(f"{k.id}: ended; job {k.job_id} is {k.job_state} (its end is recorded by the monitor)")
         else:

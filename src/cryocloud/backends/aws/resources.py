@@ -128,7 +128,8 @@ class Instance(Tagged):
 
     @property
     def usd_per_day(self) -> float:
-        return self.usd_per_hour * 24
+        """What it bills a day as it is: a stopped instance bills only its volumes (listed as volumes)."""
+        return 0.0 if self.state in ("stopped", "stopping") else self.usd_per_hour * 24
 
 
 @dataclass(frozen=True)
