@@ -150,14 +150,35 @@ def test_cleanup_is_a_dry_run_then_ends_exactly_the_strays(ec2: Any, settings: S
     assert vol["VolumeId"] not in {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
 
 
-def test_a_fresh_unrecorded_launch_is_kept_while_a_monitor_runs(ec2: Any, settings: Settings, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strays_are_listed_and_judged_under_the_ledgers_write_lock(ec2: Any, settings: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """dispatch launches and records inside one write transaction: judging under that lock, a live launch is never
+    caught between the two. Proved here: while cleanup and the sweep list instances, no other writer gets in."""
+    import sqlite3
+
+    from cryocloud.backends.aws.resources import LIVE, Ec2Resources
+
     queued = _job(settings, tmp_path, "queued")
-    fresh = _run(ec2, _tags(settings, f"{queued} External/job001/"))
-    monkeypatch.setattr(app, "monitor_pid", lambda settings, starting=False: 4242)  # a monitor mid-dispatch
-    report = app.cleanup(settings, instances=True, yes=True)
-    assert not report.strays and [i.id for i in report.kept] == [fresh]
-    assert _state(ec2, fresh) == "running"
+    _run(ec2, _tags(settings, f"{queued} External/job001/"))
+    listing = Ec2Resources.instances
+    tried: list[str] = []
+
+    def instances(self: Ec2Resources, states: tuple[str, ...] = LIVE) -> Any:
+        other = sqlite3.connect(settings.ledger_path, timeout=0, isolation_level=None)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # what a dispatch in another process would do to launch
+            tried.append("locked")
+        finally:
+            other.close()
+        return listing(self, states)
+
+    monkeypatch.setattr(Ec2Resources, "instances", instances)
+    assert len(app.cleanup(settings, instances=True).strays) == 1
+    ledger = Ledger(settings.ledger_path)
+    assert len(sweep.sweep(settings, ledger)) == 1
+    ledger.close()
+    assert tried == ["locked", "locked"]
 
 
 def test_the_sweep_ends_a_launch_recorded_nowhere_and_the_job_is_launched_afresh(

@@ -21,7 +21,6 @@ from cryocloud.jobs import control
 from cryocloud.jobs.states import ACTIVE
 from cryocloud.ledger import JobRow, Ledger
 from cryocloud.monitor import sweep
-from cryocloud.monitor.loop import monitor_pid
 from cryocloud.monitor.passes import open_ledger, reconcile
 from cryocloud.settings import Settings, ec2_endpoint
 from cryocloud.storage import tags as tagging
@@ -165,7 +164,6 @@ class CleanupReport:
     dry_run: bool
     strays: list[Item] = field(default_factory=list)
     untagged: list[Item] = field(default_factory=list)  # listed with --untagged, never touched
-    kept: list[Item] = field(default_factory=list)  # too young to judge while a monitor runs
     storage: Any = None  # storage.catalog.Sweep of --storage
 
     @property
@@ -174,7 +172,7 @@ class CleanupReport:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dry_run": self.dry_run, "strays": [asdict(i) for i in self.strays],
-                               "untagged": [asdict(i) for i in self.untagged], "kept": [asdict(i) for i in self.kept],
+                               "untagged": [asdict(i) for i in self.untagged],
                                "saves_usd_per_day": round(self.usd_per_day, 4)}
         if self.storage is not None:
             out["storage"] = {"manifests": self.storage.manifests, "objects": len(self.storage.objects),
@@ -183,7 +181,7 @@ class CleanupReport:
 
 
 def _judge(settings: Settings, ledger: Ledger, ec2: Ec2Resources, report: CleanupReport, instances: bool,
-           volumes: bool, untagged: bool, now: float, grace: float) -> tuple[list[Instance], list[Volume]]:
+           volumes: bool, untagged: bool, now: float) -> tuple[list[Instance], list[Volume]]:
     ends: list[Instance] = []
     drops: list[Volume] = []
     if instances or untagged:
@@ -195,13 +193,10 @@ def _judge(settings: Settings, ledger: Ledger, ec2: Ec2Resources, report: Cleanu
                 continue
             if not instances:
                 continue
-            why = sweep.judge_instance(inst, settings, ledger, now, grace)
+            why = sweep.judge_instance(inst, settings, ledger, now)
             if why is not None:
                 ends.append(inst)
                 report.strays.append(Item("instance", inst.id, ec2.region, why, inst.usd_per_day))
-            elif sweep.ours(inst, settings) and sweep.judge_instance(inst, settings, ledger, now, 0.0) is not None:
-                report.kept.append(Item("instance", inst.id, ec2.region, "launched moments ago while the monitor "
-                                        "runs: maybe not recorded yet", inst.usd_per_day))
     if volumes or untagged:
         for vol in ec2.volumes():
             if not vol.tagged:
@@ -224,18 +219,17 @@ def cleanup(settings: Settings, *, instances: bool = False, volumes: bool = Fals
     """Find cryocloud's strays (and, with `untagged`, list what else runs); with `yes`, remove the strays."""
     now = time.time() if now is None else now
     report = CleanupReport(dry_run=not yes)
-    # only the monitor launches: while one runs, a launch moments old may not be in the ledger yet
-    grace = sweep.GRACE_SECONDS if monitor_pid(settings, starting=True) is not None else 0.0
     ledger = open_ledger(settings)
     try:
         if instances or volumes or untagged:
             for ec2 in _resources(settings, region):
-                ends, drops = _judge(settings, ledger, ec2, report, instances, volumes, untagged, now, grace)
-                if yes:
-                    ec2.terminate(ends)
-                    ec2.delete_volumes(drops)
-                    for inst in ends:
-                        sweep.tell_job(ledger, inst)
+                with ledger.transaction():  # as the sweep: no live launch is between RunInstances and its record
+                    ends, drops = _judge(settings, ledger, ec2, report, instances, volumes, untagged, now)
+                    if yes:
+                        ec2.terminate(ends)
+                        ec2.delete_volumes(drops)
+                        for inst in ends:
+                            sweep.tell_job(ledger, inst)
             if yes:
                 report.strays = [Item(i.kind, i.id, i.region, i.why, i.usd_per_day,
                                       "ended" if i.kind == "instance" else "deleted") for i in report.strays]

@@ -118,8 +118,6 @@ def cleanup(do_instances: bool, do_volumes: bool, do_storage: bool, do_all: bool
     for item in report.strays:
         said = item.done or f"would {verb[item.kind]}"
         click.echo(f"{said} {item.kind} {item.id} ({item.region}): {item.why}; {item.usd_per_day:.2f} USD/day")
-    for item in report.kept:
-        click.echo(f"kept {item.kind} {item.id} ({item.region}): {item.why}")
     if do_instances or do_volumes or do_all:
         if report.strays:
             click.echo(f"{'removing these saves' if report.dry_run else 'saved'} {report.usd_per_day:.2f} USD/day"

@@ -8,8 +8,10 @@ ended, or when its job is active but no attempt recorded it: a monitor stopped b
 ledger record. The monitor runs the sweep on start and every few minutes while AWS jobs are active
 (loop.py); `cryocloud cleanup` shows the same judgement, with costs, and acts only with --yes.
 
-Only the monitor launches, so within it nothing lies between a launch and its record: its sweep needs no grace.
-Anyone else (the CLI while a monitor runs) leaves alone a launch younger than GRACE_SECONDS.
+A launch and its record commit together: dispatch calls RunInstances and records the attempt inside one write
+transaction of the ledger. The sweep (and `cleanup`) lists and judges inside a write transaction of its own, so a
+launch by a live process (the monitor, or a `status` that dispatched) is either recorded already or not made yet;
+only a process that died between the two leaves an instance no attempt names. No grace period is needed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from cryocloud.settings import Settings, ec2_endpoint
 from cryocloud.storage import tags as tagging
 
 SWEEP_SECONDS = 300.0  # how often the monitor sweeps while AWS jobs are active
-GRACE_SECONDS = 600.0  # a launch this young may still be on its way into the ledger (seen from outside the monitor)
 EXPIRY_GRACE_SECONDS = 900.0  # past `expires` by this much: the node failed to end itself
 FINDINGS = "sweep.json"  # in the run folder: the sweeps' findings, for `cryocloud status`
 KEEP_FINDINGS = 50
@@ -85,8 +86,8 @@ def _job_reason(ledger: Ledger, job_id: int | None, what: str) -> str | None:
     return None
 
 
-def judge_instance(inst: Instance, settings: Settings, ledger: Ledger, now: float, grace: float) -> str | None:
-    """Why `inst` is a stray, or None (not ours to judge, or accounted for)."""
+def judge_instance(inst: Instance, settings: Settings, ledger: Ledger, now: float) -> str | None:
+    """Why `inst` is a stray, or None (not ours to judge, or accounted for). Call it inside a ledger transaction."""
     if not ours(inst, settings):
         return None
     expiry = inst.expires_at
@@ -102,8 +103,6 @@ def judge_instance(inst: Instance, settings: Settings, ledger: Ledger, now: floa
         if recorded[-1].id == attempts[-1].id:
             return None  # the job's current machine
         return f"left by an earlier attempt of job {inst.job_id}"
-    if now - inst.launched_at < grace:
-        return None  # maybe on its way into the ledger
     job = ledger.job(inst.job_id)
     return (f"launched for job {inst.job_id} ({job.job_dir if job else '?'}) but never recorded "
             "(the monitor stopped between launch and record)")
@@ -156,9 +155,12 @@ def sweep(settings: Settings, ledger: Ledger, now: float | None = None) -> list[
     for region in regions(settings, jobs_only=True, ledger=ledger) or [settings.aws.region]:
         ec2 = Ec2Resources(region, ec2_endpoint(settings))
         try:
-            strays = [(i, why) for i in ec2.instances(("pending", "running", "stopping", "stopped"))
-                      if (why := judge_instance(i, settings, ledger, now, grace=0.0)) is not None]
-            ec2.terminate([i for i, _ in strays])
+            with ledger.transaction():  # no launch can be between RunInstances and its record meanwhile
+                strays = [(i, why) for i in ec2.instances(("pending", "running", "stopping", "stopped"))
+                          if (why := judge_instance(i, settings, ledger, now)) is not None]
+                ec2.terminate([i for i, _ in strays])
+                for inst, _ in strays:
+                    tell_job(ledger, inst)
         except CryocloudError as e:
             print(runlog.stamp(f"sweep of {region}: {e.message} (will retry)"), end="", flush=True)
             continue
@@ -166,14 +168,13 @@ def sweep(settings: Settings, ledger: Ledger, now: float | None = None) -> list[
             finding = Finding("instance", inst.id, region, why, inst.usd_per_day, inst.job_id, now, "ended")
             found.append(finding)
             print(runlog.stamp(f"sweep: {finding.line()}"), end="", flush=True)
-            tell_job(ledger, inst)
     record(settings, found, now)
     return found
 
 
 def tell_job(ledger: Ledger, inst: Instance) -> None:
     """The job the stray was launched for hears of it; a queued one is staged afresh (a new launch token, so EC2
-    does not hand back the instance just ended) and launched again by the next dispatch."""
+    does not hand back the instance just ended) and launched again by the next dispatch. Inside a transaction."""
     job = ledger.job(inst.job_id) if inst.job_id is not None else None
     if job is None or not job.active:
         return
@@ -181,6 +182,5 @@ def tell_job(ledger: Ledger, inst: Instance) -> None:
     if job.state == State.QUEUED:
         (Path(job.control_dir) / STAGED_FOR).unlink(missing_ok=True)
         line += "; launching again"
-    with ledger.transaction():
-        ledger.event(job.id, line)
+    ledger.event(job.id, line)
     runlog.note(JobSpec.from_json(job.spec).folder, line)

@@ -22,6 +22,10 @@ from cryocloud.errors import CryocloudError
 QUOTA_ENDPOINT_ENV = "AWS_ENDPOINT_URL_SERVICE_QUOTAS"  # boto3 reads it itself
 
 
+def error_code(e: Exception) -> str:  # (resources.py has the same; it imports the backend, which imports this)
+    return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
+
+
 @dataclass(frozen=True)
 class QuotaKind:
     klass: str
@@ -77,10 +81,6 @@ class QuotaCheck:
             "(or the Service Quotas console); meanwhile choose another machine or market (`cryocloud plan`)")
 
 
-def _code(e: Exception) -> str:
-    return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def quota_client(region: str, ec2_endpoint: str | None) -> tuple[Any, str]:
     """(a Service Quotas client, "") or (None, why not). With EC2 overridden (a sandbox) and no Service Quotas
     endpoint, no client: the request would leave the machine for AWS with the sandbox's keys."""
@@ -99,7 +99,7 @@ def read_quota(client: Any, code: str) -> tuple[float, str]:
     try:
         return float(client.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]), "applied"
     except Exception as e:
-        if _code(e) != "NoSuchResourceException":
+        if error_code(e) != "NoSuchResourceException":
             raise
         got = client.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)
         return float(got["Quota"]["Value"]), "AWS default"
@@ -140,12 +140,12 @@ def check(instance_type: str, market: str, region: str, quotas: Any, ec2: Any, u
         value, source = read_quota(quotas, kind.code)
     except Exception as e:  # AccessDenied, no such service in this endpoint (moto), unreachable: said, not guessed
         return QuotaCheck(instance_type, market, region, kind, needed, None,
-                          unknown=f"Service Quotas did not answer ({_code(e) or type(e).__name__})")
+                          unknown=f"Service Quotas did not answer ({error_code(e) or type(e).__name__})")
     try:
         used = vcpus_in_use(ec2, kind) if value else 0
     except Exception as e:  # the quota alone still refuses a machine larger than it
         return QuotaCheck(instance_type, market, region, kind, needed, value, 0, source,
-                          unknown=f"running instances not counted ({_code(e) or type(e).__name__})")
+                          unknown=f"running instances not counted ({error_code(e) or type(e).__name__})")
     return QuotaCheck(instance_type, market, region, kind, needed, value, used, source)
 
 

@@ -22,7 +22,8 @@ VOLUME_USD_PER_GB_MONTH = {"gp3": 0.08, "gp2": 0.10, "io1": 0.125, "io2": 0.125,
 DAYS_PER_MONTH = 730 / 24
 
 
-def _code(e: Exception) -> str:
+def error_code(e: Exception) -> str:
+    """botocore's error code ("" for an error without one)."""
     return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
 
 
@@ -30,10 +31,15 @@ def aws_error(e: Exception, what: str, region: str) -> CryocloudError:
     """A botocore error as a user reads it: the backend's translation, plus a region the account cannot use."""
     from cryocloud.backends.aws.backend import aws_error as translate
 
-    if _code(e) in ("OptInRequired", "AuthFailure", "UnrecognizedClientException"):
-        return ConfigError(f"{what}: the account has no access to region {region} ({_code(e)})",
-                           "enable the region (AWS console > Account > AWS Regions) or choose another with --region "
-                           "or [aws] region; check the keys with `aws sts get-caller-identity --region " + region + "`")
+    code = error_code(e)
+    if code == "OptInRequired":
+        return ConfigError(f"{what}: the account has no access to region {region} ({code})",
+                           "enable the region (AWS console > Account > AWS Regions), or choose another with --region "
+                           "or [aws] region")
+    if code in ("AuthFailure", "UnrecognizedClientException"):
+        return ConfigError(f"{what}: AWS refused the credentials in region {region} ({code})",
+                           f"check the keys with `aws sts get-caller-identity --region {region}`; if they work in "
+                           "another region, this one is not enabled for the account (AWS console > AWS Regions)")
     return translate(e, what)
 
 
