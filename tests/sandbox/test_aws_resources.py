@@ -90,8 +90,8 @@ def _job(settings: Settings, tmp_path: Path, state: str, instance: str = "", fol
         ledger.close()
 
 
-def test_ls_joins_the_ledger_shows_cost_so_far_and_only_yours_unless_asked(ec2: Any, settings: Settings,
-                                                                          tmp_path: Path) -> None:
+def test_ls_joins_the_ledger_shows_cost_so_far_and_only_yours_unless_asked(
+        ec2: Any, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     running = _job(settings, tmp_path, "running")
     mine = _run(ec2, _tags(settings, f"{running} External/job001/"))
     ledger = Ledger(settings.ledger_path)
@@ -108,6 +108,11 @@ def test_ls_joins_the_ledger_shows_cost_so_far_and_only_yours_unless_asked(ec2: 
     assert row["usd_per_hour"] == 0.25 and row["cost_so_far_usd"] == pytest.approx(0.25, rel=0.01)  # an hour in
     everyone = {r["id"] for r in app.list_instances(settings, all_users=True)}
     assert everyone == {mine, theirs} and untagged not in everyone
+    settings.config_path.write_text('user = "lab"\n')  # the CLI's own settings: the same user and ledger
+    capsys.readouterr()
+    assert main(["instances", "ls", "--all-users"]) == 0
+    table = capsys.readouterr().out
+    assert mine in table and f"{running} running" in table and "7 (not in this ledger)" in table
 
 
 def test_cleanup_is_a_dry_run_then_ends_exactly_the_strays(ec2: Any, settings: Settings, tmp_path: Path) -> None:

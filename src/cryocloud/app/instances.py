@@ -56,7 +56,7 @@ def _job_of(ledger: Ledger, settings: Settings, inst: Instance) -> tuple[JobRow 
 def instance_record(inst: Instance, job: JobRow | None, rate: float, now: float) -> dict[str, Any]:
     return {"id": inst.id, "region": inst.region, "owner": inst.owner, "project": inst.project,
             "job_id": job.id if job else inst.job_id, "job": job.name if job else inst.job,
-            "relion_folder": str(Path(job.project_dir) / job.job_dir) if job else "",
+            "relion_folder": str(Path(job.project_dir) / job.job_dir) if job else "", "job_dir": job.job_dir if job else "",
             "job_state": job.state if job else "", "type": inst.instance_type, "zone": inst.zone,
             "market": inst.market, "state": inst.state, "launched_at": inst.launched_at,
             "age_seconds": round(now - inst.launched_at), "usd_per_hour": rate,

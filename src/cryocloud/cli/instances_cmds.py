@@ -41,10 +41,11 @@ def ls(all_users: bool, region: str, as_json: bool) -> None:
     if not rows:
         click.echo("no cryocloud instances running" + ("" if all_users else " of yours (--all-users: everyone's)"))
         return
-    table("cryocloud instances", ["instance", "owner", "project", "job", "RELION folder", "type", "zone", "market",
+    table("cryocloud instances", ["instance", "owner", "project", "job", "folder", "type", "zone", "market",
                                   "age", "state", "USD/h", "cost"],
-          [[r["id"], r["owner"], r["project"], r["job"] if r["job_id"] is None else f"{r['job_id']} {r['job_state']}",
-            r["relion_folder"] or "-", r["type"], r["zone"], r["market"], hms(r["age_seconds"]), r["state"],
+          [[r["id"], r["owner"], r["project"], r["job"] if r["job_id"] is None
+            else f"{r['job_id']} {r['job_state'] or '(not in this ledger)'}",
+            r["job_dir"] or "-", r["type"], r["zone"], r["market"], hms(r["age_seconds"]), r["state"],
             f"{r['usd_per_hour']:.4f}", f"{r['cost_so_far_usd']:.4f}"] for r in rows])
 
 
