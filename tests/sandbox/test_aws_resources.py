@@ -229,6 +229,26 @@ def test_kill_checks_every_id_before_ending_any(ec2: Any, settings: Settings) ->
     assert _state(ec2, mine) in ("shutting-down", "terminated")
 
 
+def test_a_kill_that_ec2_refuses_leaves_the_job_as_it_was(ec2: Any, settings: Settings, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryocloud.backends.aws.resources import Ec2Resources
+
+    iid = _run(ec2, _tags(settings, "1 External/job001/"))
+    job_id = _job(settings, tmp_path, "running", instance=iid)
+
+    def refuse(self: Ec2Resources, instances: list[Any]) -> None:
+        raise CryocloudError("terminating instances: the AWS credentials have expired", "log in again")
+
+    monkeypatch.setattr(Ec2Resources, "terminate", refuse)
+    with pytest.raises(CryocloudError, match="expired"):
+        app.kill_instances(settings, [iid], wait=0)
+    ledger = Ledger(settings.ledger_path)
+    job = ledger.job(job_id)
+    ledger.close()
+    assert job is not None and job.state == "running" and not (Path(job.control_dir) / control.CANCEL).exists()
+    assert _state(ec2, iid) == "running"
+
+
 def test_kill_without_yes_off_a_terminal_and_cleanup_without_a_target(ec2: Any, capsys: pytest.CaptureFixture[str],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import io

@@ -130,8 +130,16 @@ def kill_instances(settings: Settings, ids: list[str], region: str = "", wait: f
                 (Path(job.control_dir) / control.CANCEL).write_text(
                     f"aborted: its instance {inst.id} was ended by {settings.user} (cryocloud instances kill)")
         live = [i for i in found.values() if i.state not in ("shutting-down", "terminated")]
-        for ec2 in _resources(settings, region):
-            ec2.terminate([i for i in live if i.region == ec2.region])
+        ended: set[str] = set()
+        try:
+            for ec2 in _resources(settings, region):
+                ec2.terminate([i for i in live if i.region == ec2.region])
+                ended.add(ec2.region)
+        except CryocloudError:  # the jobs whose instance was not ended go on as they were
+            for iid, job in jobs.items():
+                if found[iid].region not in ended:
+                    (Path(job.control_dir) / control.CANCEL).unlink(missing_ok=True)
+            raise
         deadline = time.monotonic() + wait
         while jobs and time.monotonic() < deadline:
             reconcile(settings, ledger)
