@@ -375,6 +375,29 @@ def test_a_launch_over_a_zero_quota_is_refused_before_run_instances(ec2: Any, tm
     assert "All G and VT Spot Instance Requests' in us-east-1: 0" in out and "On-Demand G and VT" in out
 
 
+def test_submit_refuses_a_job_over_the_quota_before_any_upload_in_relions_view(
+        ec2: Any, cryocloud_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryocloud.errors import SubmissionError
+    from slurm.test_slurm_backend import submit
+
+    cryocloud_home.mkdir(parents=True, exist_ok=True)
+    (cryocloud_home / "config.toml").write_text(
+        'default_profile = "gpu"\n[profiles.gpu]\nbackend = "aws"\ninstance_type = "g5.xlarge"\n'
+        'market = "on-demand"\nimage = "ami-12c6146b"\nstaging = "s3://lab-bucket/cryocloud"\n')
+    monkeypatch.setattr(quotas, "quota_client", lambda region, endpoint: (
+        _quota_client([("get_service_quota", _quota("L-DB2E81BA", 0.0))]), ""))
+    project = tmp_path / "lab"
+    with pytest.raises(SubmissionError, match="needs 4 vCPUs"):
+        submit(project, "External/job001/", ["true"])
+    jd = project / "External/job001/"
+    assert (jd / "RELION_JOB_EXIT_FAILURE").exists()
+    err = (jd / "run.err").read_text()
+    assert "Running On-Demand G and VT instances" in err and "request-service-quota-increase" in err
+    ledger = Ledger(cryocloud_home / "ledger.sqlite")
+    assert ledger.jobs() == []  # refused before it was recorded: nothing staged, nothing launched
+    ledger.close()
+
+
 def test_a_quota_that_cannot_be_read_is_said_and_does_not_block(ec2: Any) -> None:
     from cryocloud.backends.aws.backend import Choice
 

@@ -166,6 +166,15 @@ class AwsBackend:
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         return True  # the account's quotas answer at launch
 
+    def admit(self, spec: JobSpec) -> None:
+        """At submit, before any upload: refuse a job none of whose options fits the account's vCPU quota (checked
+        again at launch). Not asked without credentials found off the network (the launch then says why)."""
+        from cryocloud.backends.aws.quotas import within_quota
+        from cryocloud.planner.catalog import local_credentials
+
+        if local_credentials():
+            within_quota(self.choose(spec), self.region, self.ec2(), ec2_endpoint(self.settings))
+
     def deadline_hours(self, spec: JobSpec, hours: float | None) -> tuple[float, str]:
         """The job's hard deadline on the node, and why."""
         from cryocloud.backends.slurm_text import time_seconds

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from cryocloud.errors import CryocloudError
+from cryocloud.errors import SubmissionError
 
 QUOTA_ENDPOINT_ENV = "AWS_ENDPOINT_URL_SERVICE_QUOTAS"  # boto3 reads it itself
 
@@ -71,9 +71,9 @@ class QuotaCheck:
         return (f"vCPU quota '{self.kind.name}' in {self.region}: {self.quota:g} ({self.source}), {self.in_use} in use; "
                 f"{self.instance_type} {self.market} needs {self.needed}")
 
-    def refusal(self) -> CryocloudError:
+    def refusal(self) -> SubmissionError:
         want = max(self.in_use + self.needed, self.needed * 2)
-        return CryocloudError(
+        return SubmissionError(
             f"{self.instance_type} {self.market} needs {self.needed} vCPUs of the account's quota '{self.kind.name}' "
             f"in {self.region}, which is {self.quota:g} with {self.in_use} in use",
             f"ask AWS for more (approval can take a day): `aws service-quotas request-service-quota-increase "
