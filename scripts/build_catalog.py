@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "cryocloud" / "data"
 DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "reference" / "aws-vms-skypilot-v7.csv"
-SNAPSHOT_NOTE = "skypilot-org/skypilot-catalog catalogs/v7/aws/vms.csv @ 001367d22a0033fac286a8c71aeac7109e431bcb"
+SNAPSHOT_NOTE = ("skypilot-org/skypilot-catalog catalogs/v7/aws/vms.csv @ 001367d22a0033fac286a8c71aeac7109e431bcb, "
+                 "extracted 2026-11-24")  # `spot-prices` shows the date after "extracted" as the data's date
 COLUMNS = ["instance_type", "family", "vcpus", "memory_gib", "gpus", "gpu_model", "gpu_memory_gib",
            "local_disk_gb", "local_disk_kind", "network_gbps", "region", "usd_per_hour", "price_source"]
 
@@ -86,7 +87,10 @@ def write(out: list[dict[str, str]], spot_rows: list[list[str]], source_note: st
 def main(argv: list[str]) -> int:
     snapshot = Path(argv[0]) if argv else DEFAULT_SNAPSHOT
     out, spot_rows = build(snapshot, SNAPSHOT_NOTE)
-    write(out, spot_rows, SNAPSHOT_NOTE if snapshot == DEFAULT_SNAPSHOT else str(snapshot.name))
+    import time
+
+    made = time.strftime("%Y-%m-%d", time.gmtime(snapshot.stat().st_mtime))
+    write(out, spot_rows, SNAPSHOT_NOTE if snapshot == DEFAULT_SNAPSHOT else f"{snapshot.name}, extracted {made}")
     return 0
 
 

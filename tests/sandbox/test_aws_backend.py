@@ -414,3 +414,105 @@ def test_a_node_whose_relion_is_not_the_labs_fails_before_work_naming_both(lab: 
     assert f"this node's RELION is {installed_version()}, the lab's is 9.9.9" in err
     assert not (project / job / "ran.txt").exists()
     assert not _instances(lab)
+
+
+# --- issue 20: instances, strays and quotas, seen and ended from the lab --------------------------------------
+def test_a_launch_recorded_nowhere_is_ended_by_the_monitors_sweep_and_the_job_runs(
+        lab: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The monitor died between RunInstances and its ledger record: the test does dispatch's launch by hand (stage,
+    backend.submit) and records nothing, while it holds the monitor's lock so no monitor runs meanwhile."""
+    from cryocloud.app.jobs import sweep_findings
+    from cryocloud.backends.aws.backend import AwsBackend
+    from cryocloud.backends.base import Launch
+    from cryocloud.monitor import loop, staging
+    from slurm.test_slurm_backend import submit
+
+    settings = load_settings()
+    lock = loop._lock(settings)  # "a monitor runs": submit starts none, and nothing launches the job
+    assert lock is not None
+    project = tmp_path / "lab"
+    job = "External/job010/"
+    try:
+        job_id = submit(project, job, [f"echo done > {job}done.txt"])
+        row, _ = _job_row(job)
+        spec, cdir = JobSpec.from_json(row.spec), Path(row.control_dir)
+        staging.stage_job(settings, str(staging.store_url(settings, settings.profile("aws"))), job_id, spec, cdir)
+        orphan = AwsBackend(settings.profile("aws"), settings).submit(Launch(job_id, spec, cdir, {})).data[
+            "instance_id"]
+        assert _job_row(job)[1] == []  # recorded nowhere
+    finally:
+        os.close(lock)
+    loop.ensure_monitor(settings)  # a new monitor: it sweeps on start
+    log = settings.run_dir / "monitor.log"
+    assert wait_for(lambda: log.exists() and f"sweep: ended instance {orphan}" in log.read_text(), 120)
+    assert "never recorded" in log.read_text()
+    assert _settled(job) == "succeeded"  # staged afresh and launched again
+    assert (project / job / "done.txt").read_text() == "done\n"
+    attempts = _job_row(job)[1]
+    assert len(attempts) == 1 and attempts[0].handle_data["instance_id"] != orphan
+    assert orphan not in {i["InstanceId"] for i in _instances(lab)}
+    assert "launching again" in (project / job / "run.out").read_text()
+    assert any(orphan in line for _, line in sweep_findings(settings))
+    from cryocloud.cli.main import main
+
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    assert f"ended instance {orphan}" in capsys.readouterr().out  # `cryocloud status` says what the sweep did
+
+
+def test_instances_ls_shows_the_job_and_its_cost_and_kill_aborts_it_in_relion(lab: dict[str, Any], tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from cryocloud.cli.main import main
+    from slurm.test_slurm_backend import submit
+
+    project = tmp_path / "lab"
+    job = "External/job011/"
+    job_id = submit(project, job, [f"echo started > {job}started.txt", "sleep 600"])
+    jd = project / job
+    assert wait_for(lambda: (jd / "started.txt").exists(), 120)
+    capsys.readouterr()
+    assert main(["instances", "ls", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["job_id"], row["job_state"], row["type"], row["relion_folder"]) == (
+        job_id, "running", "c7i.large", str(jd))
+    assert row["cost_so_far_usd"] > 0 and row["usd_per_hour"] > 0
+    assert main(["instances", "kill", row["id"], "--yes"]) == 0
+    assert f"job {job_id} aborted, cost " in capsys.readouterr().out
+    assert job_state(job_id) == "aborted"
+    assert markers(jd) == ["RELION_JOB_EXIT_ABORTED"]
+    _, attempts = _job_row(job)
+    assert attempts[-1].compute_usd > 0  # its bill, from launch to the kill
+    assert wait_for(lambda: not _instances(lab), 60)
+
+
+def test_cleanup_all_is_a_dry_run_then_ends_exactly_the_tagged_strays(lab: dict[str, Any],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from cryocloud.cli.main import main
+    from cryocloud.storage import tags as tagging
+
+    settings = load_settings()
+    ec2 = _ec2(lab)
+    tags = tagging.make(project="lab", job="999 Class2D/job999/", expires="9999999999", who=settings.user)
+    tags[tagging.LEDGER] = tagging.ledger_id(settings.ledger_path)
+    stray = ec2.run_instances(ImageId=lab["image"], MinCount=1, MaxCount=1, InstanceType="c7i.large",
+                              TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                  {"Key": k, "Value": v} for k, v in tags.items()]}])["Instances"][0]["InstanceId"]
+    other = ec2.run_instances(ImageId=lab["image"], MinCount=1, MaxCount=1,
+                              InstanceType="c7i.large")["Instances"][0]["InstanceId"]  # not cryocloud's
+    try:
+        capsys.readouterr()
+        assert main(["cleanup", "--all", "--json"]) == 0
+        dry = json.loads(capsys.readouterr().out)
+        assert dry["dry_run"] and [s["id"] for s in dry["strays"]] == [stray] and dry["untagged"] == []
+        assert "unknown to this ledger" in dry["strays"][0]["why"] and dry["saves_usd_per_day"] > 0
+        assert {i["InstanceId"] for i in _instances(lab)} >= {stray, other}  # a dry run ends nothing
+        assert main(["cleanup", "--instances", "--untagged"]) == 0
+        assert f"not cryocloud's (listed only): instance {other}" in capsys.readouterr().out
+        assert main(["cleanup", "--all", "--yes"]) == 0
+        assert f"ended instance {stray}" in capsys.readouterr().out
+        live = {i["InstanceId"] for i in _instances(lab)}
+        assert stray not in live and other in live
+    finally:
+        ec2.terminate_instances(InstanceIds=[other])

@@ -84,3 +84,10 @@ def refresh(settings: Settings) -> Ledger:
     if has_active(ledger):
         ensure_monitor(settings)  # e.g. after a reboot killed it: queued jobs must not wait forever
     return ledger
+
+
+def sweep_findings(settings: Settings, hours: float = 24.0) -> list[tuple[float, str]]:
+    """What the monitor's sweep ended in the last `hours` (monitor/sweep.py), as (time, line), oldest first."""
+    from cryocloud.monitor.sweep import findings_since
+
+    return [(f.at, f.line()) for f in findings_since(settings, time.time() - hours * 3600)]

@@ -131,6 +131,9 @@ def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mappin
         from cryocloud.jobs.relion import installed_version  # a cloud node must run the lab's RELION
 
         spec = replace(spec, relion_version=installed_version(dict(env)))
+    admit = getattr(backend, "admit", None)  # a backend's own refusals at submit (AWS: the account's vCPU quota)
+    if admit is not None:
+        admit(spec)
     ledger = Ledger(settings.ledger_path, wait=ledger_wait)
     try:
         with ledger.transaction():

@@ -31,7 +31,7 @@ def submit(script: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(job: str | None, show_all: bool, as_json: bool) -> None:
     """Show jobs: JOB is an id or a RELION job folder (e.g. Class2D/job002/); works from any folder."""
-    from cryocloud.app.jobs import find_job, job_record, refresh
+    from cryocloud.app.jobs import find_job, job_record, refresh, sweep_findings
     from cryocloud.cli.render import hms, table, when
     from cryocloud.settings import load_settings
 
@@ -50,6 +50,8 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
         if job:
             for at, msg in ledger.events(jobs[0].id):
                 click.echo(f"  {when(at)}  {msg}")
+        for at, line in sweep_findings(load_settings()):
+            click.echo(f"monitor's sweep {when(at)}: {line}")
     finally:
         ledger.close()
 

@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "storage": ("cryocloud.cli.storage_cmds:storage", "Move data to/from object storage: push, pull, verify, ls, du, rm, tier."),
     "project": ("cryocloud.cli.storage_cmds:project", "Back up a RELION project and restore it: push, pull, clone, ls, tier."),
     "ledger": ("cryocloud.cli.ledger_cmds:ledger", "Check the ledger of jobs and costs, back it up, restore it."),
-    "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
+    "cleanup": ("cryocloud.cli.instances_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
+    "instances": ("cryocloud.cli.instances_cmds:instances", "Cloud instances cryocloud launched: ls (job, cost so far), kill."),
     "aws": ("cryocloud.cli.aws_cmds:aws", "A lab's AWS account made ready for cryocloud: bootstrap."),
     "sandbox": ("cryocloud.cli.sandbox_cmds:sandbox", "A local AWS on this machine (EC2, S3, simulated nodes): up, down, status."),
 }

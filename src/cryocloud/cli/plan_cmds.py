@@ -37,10 +37,12 @@ def _size_options(f: Any) -> Any:
 @click.option("--top", type=int, default=10, show_default=True, help="How many options to show.")
 @click.option("--workflow", type=click.Path(path_type=Path), help="Price a whole workflow CSV (e.g. the founding table).")
 @click.option("--list-types", is_flag=True, help="List the catalog's instance types in the region.")
+@click.option("--quota/--no-quota", default=None, help="Check the account's vCPU quota for the plan's machine "
+              "(default: when AWS credentials are found without the network).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plan(script: Path | None, job_type: str | None, deadline: float | None, instance: str | None,
          region: str | None, gpus: int, on_demand_only: bool, live_spot: bool, top: int, workflow: Path | None,
-         list_types: bool, as_json: bool, **sizes: float) -> None:
+         list_types: bool, quota: bool | None, as_json: bool, **sizes: float) -> None:
     """Predict hours and cost of a job on every machine that fits, and on this workstation.
 
     \b
@@ -78,9 +80,15 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
     model.check_request(job_type, model.JobSize(**given), asked)
     result = plan_job(job_type, model.JobSize(**given), settings, region=region, deadline_hours=deadline,
                       instance=instance, gpus=gpus, live_spot=live_spot, spot=not on_demand_only)
+    from cryocloud.app.quotas import plan_quota
     from cryocloud.cli.plan_render import show_plan
 
+    checked = plan_quota(settings, result, quota)
+    if checked is not None:
+        result.notes.append(checked.line())
     show_plan(result, top, as_json)
+    if checked is not None and not checked.ok:
+        raise checked.refusal()
 
 
 def _list_types(region: str, as_json: bool) -> None:
@@ -101,14 +109,26 @@ def _list_types(region: str, as_json: bool) -> None:
 @click.argument("instance_types", nargs=-1, required=True)
 @click.option("--region", help="AWS region (default: config aws.region).")
 @click.option("--live", is_flag=True, help="Ask EC2 (DescribeSpotPriceHistory) instead of the snapshot.")
+@click.option("--history", "days", type=float, default=None, metavar="DAYS",
+              help="Low/median/high per zone over the last DAYS days (EC2's history where it answers, else the "
+                   "catalog's snapshot), with the data's dates.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def spot_prices(instance_types: tuple[str, ...], region: str | None, live: bool, as_json: bool) -> None:
-    """Spot price per availability zone next to the on-demand price (snapshot, or live with --live)."""
+def spot_prices(instance_types: tuple[str, ...], region: str | None, live: bool, days: float | None,
+                as_json: bool) -> None:
+    """Spot price per availability zone next to the on-demand price (snapshot, or live with --live).
+
+    \b
+    cryocloud spot-prices g5.xlarge g4dn.xlarge
+    cryocloud spot-prices g5.xlarge --history 7   # how the price moved this week, per zone
+    """
     from cryocloud.cli.render import table
     from cryocloud.planner.catalog import default_catalog
     from cryocloud.settings import load_settings
 
     region = region or load_settings().aws.region
+    if days is not None:
+        _history(instance_types, region, days, as_json)
+        return
     cat = default_catalog()
     rows = []
     for name in instance_types:
@@ -123,3 +143,22 @@ def spot_prices(instance_types: tuple[str, ...], region: str | None, live: bool,
     table(f"spot prices in {region}", ["type", "zone", "spot USD/h", "on-demand USD/h", "discount", "source"],
           [[r["type"], r["zone"] or "-", f"{r['spot_usd_per_hour']:.4f}", f"{r['on_demand_usd_per_hour']:.4f}",
             f"{r['discount']:.0%}", r["source"]] for r in rows])
+
+
+def _history(instance_types: tuple[str, ...], region: str, days: float, as_json: bool) -> None:
+    from cryocloud.cli.render import table
+    from cryocloud.planner.spot_history import check_days, spot_history
+
+    check_days(days)
+    got = [spot_history(name, region, days) for name in instance_types]
+    if as_json:
+        click.echo(json.dumps([h.as_dict() for h in got], indent=1))
+        return
+    for h in got:
+        dates = h.data_from if h.data_from == h.data_to else f"{h.data_from} to {h.data_to}"
+        table(f"{h.instance_type} spot prices in {region}, last {days:g} days: {h.source}, data of {dates}",
+              ["zone", "low USD/h", "median", "high", "latest", "points", "on-demand USD/h", "discount"],
+              [[z.zone, f"{z.low:.4f}", f"{z.median:.4f}", f"{z.high:.4f}", f"{z.latest:.4f}", z.points,
+                f"{h.on_demand:.4f}", f"{1 - z.latest / h.on_demand:.0%}"] for z in h.zones])
+        if h.note:
+            click.echo(f"note: {h.note}; shown: the {h.source} of {h.data_from}")

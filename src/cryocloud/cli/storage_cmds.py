@@ -1,4 +1,4 @@
-"""`cryocloud storage ...`, `cryocloud project ...` and `cryocloud cleanup`: parse, call storage/, render."""
+"""`cryocloud storage ...` and `cryocloud project ...`: parse, call storage/, render (`cleanup`: instances_cmds.py)."""
 
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ def _print_sweep(sweep: Any, dry_run: bool) -> None:
     for name in sweep.manifests:
         click.echo(f"{verb} manifest {name}")
     click.echo(f"{verb} {len(sweep.objects)} unreferenced objects, {_gb(sweep.bytes)}, "
-               f"saving {sweep.monthly_usd:.4f} USD/month (objects younger than 24 h are kept)" + ("  (dry run: add --yes to delete)" if dry_run else ""))
+               f"saving {sweep.monthly_usd:.4f} USD/month, {sweep.monthly_usd / (730 / 24):.4f} USD/day (objects younger than 24 h are kept)" + ("  (dry run: add --yes to delete)" if dry_run else ""))
 
 
 # --- project backup --------------------------------------------------------------------------------------
@@ -371,31 +371,3 @@ def _print_tier(row: Any, verb: str) -> None:
         why = sorted({h for p in row.held for h in p.holders if h != row.project})
         click.echo(f"  {len(row.held)} shared objects ({_gb(sum(p.size for p in row.held))}) stay STANDARD: "
                    f"also used by {', '.join(why)}")
-
-
-# --- cleanup ---------------------------------------------------------------------------------------------
-@click.command()
-@click.option("--storage", "do_storage", is_flag=True, help="Temporary job data in the object store.")
-@click.option("--instances", is_flag=True, help="Cloud instances and volumes cryocloud left behind.")
-@click.option("--all", "do_all", is_flag=True, help="Everything above.")
-@click.option("--older-than", "days", type=click.FloatRange(0), default=7.0, show_default=True,
-              help="Only job data pushed more than DAYS ago.")
-@click.option("--store", "url", default="", help=STORE_HELP)
-@click.option("--yes", is_flag=True, help="Really delete (default: a dry run that shows what would go).")
-def cleanup(do_storage: bool, instances: bool, do_all: bool, days: float, url: str, yes: bool) -> None:
-    """Find and remove what cryocloud left behind. A dry run unless --yes."""
-    import importlib
-
-    if not (do_storage or instances or do_all):
-        raise click.UsageError("say what to clean: --storage, --instances or --all")
-    if do_storage or do_all:
-        from cryocloud.storage.project import cleanup_jobs
-
-        _print_sweep(cleanup_jobs(_store(url), days, dry_run=not yes), dry_run=not yes)
-    if instances or do_all:
-        try:
-            module = importlib.import_module("cryocloud.backends.aws.cleanup")
-        except ModuleNotFoundError:
-            raise CryocloudError("instance cleanup needs the AWS backend, which is not installed yet",
-                                 "clean storage with --storage; instances are listed in the EC2 console") from None
-        module.cleanup_cli(days=days, dry_run=not yes)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import runlog
+from cryocloud.jobs.states import ACTIVE
 from cryocloud.ledger import Ledger
-from cryocloud.monitor import handoff
+from cryocloud.monitor import handoff, sweep
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
 from cryocloud.proc import MONITOR_LOCK, running_monitor, start_monitor
 from cryocloud.settings import Settings, load_settings, private_dir
@@ -62,6 +63,14 @@ def _backup(ledger: Ledger) -> None:
         print(runlog.stamp(f"could not back up the ledger: {e}"), end="", flush=True)
 
 
+def _sweep(settings: Settings, ledger: Ledger) -> None:
+    """End stray instances (sweep.py); an unexpected error is a line in the log, never the monitor's end."""
+    try:
+        sweep.sweep(settings, ledger)
+    except (CryocloudError, OSError, sqlite3.Error) as e:
+        print(runlog.stamp(f"sweep failed (will retry): {e}"), end="", flush=True)
+
+
 def _reap_children() -> None:
     """Agents started from the monitor are its children: collect their exit status (no zombies)."""
     while True:
@@ -90,6 +99,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     stager = Stager()
     last_busy, next_pass = clock(), 0.0
     last_backup = clock()
+    sweep_due, last_sweep = sweep.due_on_start(settings, ledger), clock()
     idle = False
     try:
         while not stop:
@@ -106,6 +116,10 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
                 settings = load_settings()  # config edits apply without a restart
             except CryocloudError as e:
                 print(runlog.stamp(f"config error, keeping the previous settings: {e}"), end="", flush=True)
+            if sweep_due or (clock() - last_sweep >= sweep.SWEEP_SECONDS  # on start, then every few minutes
+                              and any(j.backend == "aws" for j in ledger.jobs(states=ACTIVE))):  # while AWS jobs run
+                sweep_due, last_sweep = False, clock()
+                _sweep(settings, ledger)
             reconcile(settings, ledger)
             stager.step(settings, ledger)  # uploads run beside the loop; their jobs start once staged
             dispatch(settings, ledger)

@@ -6,6 +6,7 @@ scripts/refresh_catalog.py). Nothing here launches anything; `backends/aws` does
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import statistics
@@ -174,6 +175,23 @@ class Catalog:
             return []
         ratio = self.family_spot_discount(self.types[name].family)
         return [SpotQuote(name, region, "", round(price * ratio, 4), "estimate (family discount)")]
+
+
+def local_credentials() -> bool:
+    """Whether boto3's chain finds credentials without asking an instance metadata service (no network)."""
+    try:
+        import botocore.session
+    except ImportError:
+        return False
+    session = botocore.session.Session()
+    resolver = session.get_component("credential_provider")
+    for name in ("iam-role", "container-role"):
+        with contextlib.suppress(Exception):  # an older botocore names them otherwise: kept (at worst a short wait)
+            resolver.remove(name)
+    try:
+        return session.get_credentials() is not None
+    except Exception:
+        return False
 
 
 @cache

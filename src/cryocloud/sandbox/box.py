@@ -120,7 +120,8 @@ def check_namespaces() -> None:
 
 def exports(state: dict[str, Any]) -> list[str]:
     pairs = [("AWS_ENDPOINT_URL_EC2", state["moto_url"]), ("AWS_ENDPOINT_URL_IAM", state["moto_url"]),
-             ("AWS_ENDPOINT_URL_STS", state["moto_url"]), ("AWS_ENDPOINT_URL_S3", state["s3_url"]),
+             ("AWS_ENDPOINT_URL_STS", state["moto_url"]),
+             ("AWS_ENDPOINT_URL_SERVICE_QUOTAS", state["moto_url"]), ("AWS_ENDPOINT_URL_S3", state["s3_url"]),
              ("AWS_CA_BUNDLE", state["ca_file"]), ("AWS_DEFAULT_REGION", state["region"]),
              ("AWS_REGION", state["region"]), ("AWS_ACCESS_KEY_ID", state["lab_access_key"]),
              ("AWS_SECRET_ACCESS_KEY", state["lab_secret_key"])]

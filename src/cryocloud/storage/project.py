@@ -85,8 +85,10 @@ def pull_project(store: ObjectStore, name: str, folder: Path, version: str = "",
 
 
 def cleanup_jobs(store: ObjectStore, older_than_days: float, *, dry_run: bool = True,
-                 now: float | None = None) -> Sweep:
-    """Drop job staging manifests older than N days and the objects only they used."""
+                 now: float | None = None, keep: set[str] | None = None) -> Sweep:
+    """Drop job staging manifests older than N days (except those named in `keep`: an active job's) and the
+    objects only they used."""
     now = time.time() if now is None else now
-    old = [m.name for m in run(manifests(store, JOBS)) if now - m.mtime > older_than_days * 86400]
+    old = [m.name for m in run(manifests(store, JOBS))
+           if now - m.mtime > older_than_days * 86400 and m.name not in (keep or set())]
     return run(collect(store, old, dry_run=dry_run, now=now))

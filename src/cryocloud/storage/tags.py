@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 OWNER, PROJECT, JOB, EXPIRES, TIER = (
     "cryocloud:owner", "cryocloud:project", "cryocloud:job", "cryocloud:expires", "cryocloud:tier",
 )
+LEDGER = "cryocloud:ledger"  # on EC2 resources: which ledger launched them (ledger_id), so a sweep judges only its own
 NEVER = "never"
 NONE = "-"  # a tag that does not apply (no job for a project snapshot, no project for a plain push)
 JOB_DAYS = 7  # job staging data expires when `cleanup --storage` would remove it by default
@@ -38,6 +40,14 @@ def owner() -> str:
             return getpass.getuser()
         except (KeyError, OSError):
             return NONE
+
+
+def ledger_id(ledger_path: Path) -> str:
+    """A short name for one ledger (this host, this file): two ledgers of one user never judge each other's jobs."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(f"{socket.gethostname()}:{ledger_path.resolve()}".encode()).hexdigest()[:12]
 
 
 def expires_in(days: float, now: float | None = None) -> str:

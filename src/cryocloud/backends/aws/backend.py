@@ -166,6 +166,15 @@ class AwsBackend:
     def has_room(self, spec: JobSpec, running: list[JobSpec]) -> bool:
         return True  # the account's quotas answer at launch
 
+    def admit(self, spec: JobSpec) -> None:
+        """At submit, before any upload: refuse a job none of whose options fits the account's vCPU quota (checked
+        again at launch). Not asked without credentials found off the network (the launch then says why)."""
+        from cryocloud.backends.aws.quotas import within_quota
+        from cryocloud.planner.catalog import local_credentials
+
+        if local_credentials():
+            within_quota(self.choose(spec), self.region, self.ec2(), ec2_endpoint(self.settings))
+
     def deadline_hours(self, spec: JobSpec, hours: float | None) -> tuple[float, str]:
         """The job's hard deadline on the node, and why."""
         from cryocloud.backends.slurm_text import time_seconds
@@ -226,6 +235,10 @@ class AwsBackend:
         choices = self.choose(spec)  # first: an unknown machine or region is refused before any AWS call
         image, version = self._image(spec, launch.env)
         group = self._group()
+        from cryocloud.backends.aws.quotas import within_quota  # the account's vCPU quota, before any launch
+
+        choices = within_quota(choices, self.region, self.ec2(), ec2_endpoint(self.settings),
+                               lambda line: runlog.note(spec.folder, line))
         store = open_store(str(record["store"]), self.settings)
         built = wheel.build()
         if run(store.head(built.key)) is None:
@@ -246,6 +259,7 @@ class AwsBackend:
         volume = self.opts.volume_gb or int(30 + math.ceil(3 * spec.data_bytes / 1e9))
         tags = tagging.make(project=Path(spec.project_dir).name, job=f"{launch.job_id} {spec.name}",
                             expires=str(int(deadline_at)), who=self.settings.user)
+        tags[tagging.LEDGER] = tagging.ledger_id(self.settings.ledger_path)  # whose sweep may end it
         tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
         root = self._call("reading the image", "describe_images", ImageIds=[image])["Images"]
         if not root:
