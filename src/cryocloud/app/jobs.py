@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.backends.base import Handle, get_backend
-from cryocloud.errors import JobNotFound
+from cryocloud.errors import CryocloudError, JobNotFound
 from cryocloud.jobs import control, runlog
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
@@ -39,7 +39,8 @@ def job_record(j: JobRow) -> dict[str, Any]:
     return {"id": j.id, "name": j.name, "job_type": j.job_type, "project_dir": j.project_dir,
             "profile": j.profile, "backend": j.backend, "state": j.state, "message": j.message,
             "submitted_at": j.submitted_at, "started_at": j.started_at, "ended_at": j.ended_at,
-            "wall_seconds": j.wall_seconds, "machine": j.machine, "exit_code": j.exit_code}
+            "wall_seconds": j.wall_seconds, "machine": j.machine, "exit_code": j.exit_code, "user": j.user,
+            "project": j.project}
 
 
 def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> JobRow:
@@ -84,3 +85,43 @@ def refresh(settings: Settings) -> Ledger:
     if has_active(ledger):
         ensure_monitor(settings)  # e.g. after a reboot killed it: queued jobs must not wait forever
     return ledger
+
+
+def job_rows(ledger: Ledger, *, user: str | None = None, state: str | None = None, project: str | None = None,
+             limit: int | None = 100, now: float | None = None) -> list[dict[str, Any]]:
+    """Jobs as data, newest first, each with what it has cost so far (one query for all their attempts)."""
+    states = tuple(s for s in State if s.value == state) if state else None
+    if state and not states:
+        raise CryocloudError(f"unknown state {state!r}", "choose one of: " + ", ".join(s.value for s in State))
+    jobs = ledger.jobs(states=states, limit=limit, user=user, project=project)
+    attempts = ledger.attempts_of([j.id for j in jobs])
+    now = time.time() if now is None else now
+    return [{**job_record(j), "cost_usd": round(sum(a.cost_usd(now) for a in attempts[j.id]), 4)} for j in jobs]
+
+
+def log_tail(job: JobRow, lines: int = 50) -> dict[str, list[str]]:
+    """The last `lines` lines of the job's run.out and run.err (what RELION's GUI shows)."""
+    folder = Path(job.project_dir) / job.job_dir
+    out: dict[str, list[str]] = {}
+    for name in ("run.out", "run.err"):
+        try:
+            with open(folder / name, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 200 * lines))  # enough bytes for `lines` lines of RELION's output
+                text = f.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        out[name] = text.splitlines()[-lines:]
+    return out
+
+
+def job_detail(ledger: Ledger, job: JobRow, now: float | None = None) -> dict[str, Any]:
+    """One job with its attempts, cost and events: `status JOB` as data."""
+    now = time.time() if now is None else now
+    attempts = ledger.attempts(job.id)
+    return {**job_record(job), "job_dir": job.job_dir,
+            "predicted_usd": job.predicted_usd, "cost_usd": round(sum(a.cost_usd(now) for a in attempts), 4),
+            "attempts": [{"backend": a.backend, "machine": a.machine, "market": a.market, "state": a.state,
+                          "usd_per_hour": a.usd_per_hour, "started_at": a.started_at, "ended_at": a.ended_at,
+                          "cost_usd": round(a.cost_usd(now), 4)} for a in attempts],
+            "events": [{"at": at, "message": msg} for at, msg in ledger.events(job.id)]}
