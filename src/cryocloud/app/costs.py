@@ -8,7 +8,7 @@ from typing import Any
 
 from cryocloud.ledger import Ledger
 
-GROUPS = ("job", "project", "user", "month", "backend", "machine")
+GROUPS = ("job", "project", "user", "month", "day", "backend", "machine")
 
 
 def cost_rows(ledger: Ledger, *, by: str = "job", project: str | None = None, user: str | None = None,
@@ -24,6 +24,7 @@ def cost_rows(ledger: Ledger, *, by: str = "job", project: str | None = None, us
                      "cost_usd": round(sum(a.cost_usd(now) for a in attempts), 4),
                      "project": j.project, "user": j.user,
                      "month": time.strftime("%Y-%m", time.localtime(j.submitted_at)),
+                     "day": time.strftime("%Y-%m-%d", time.localtime(j.submitted_at)),
                      "predicted_usd": j.predicted_usd,
                      "compute_usd": round(sum(a.cost_usd(now) - a.storage_usd - a.transfer_usd for a in attempts), 4),
                      "storage_usd": round(sum(a.storage_usd for a in attempts), 4),

@@ -9,7 +9,7 @@ import sys
 import click
 
 # app.costs.GROUPS, spelled here so that --help does not import the ledger
-GROUPS_CHOICES = ("backend", "job", "machine", "month", "project", "user")
+GROUPS_CHOICES = ("backend", "day", "job", "machine", "month", "project", "user")
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -67,7 +67,7 @@ def bars(rows: list[tuple[str, float]], unit: str = "USD") -> str:
         return '<p class="note">nothing yet</p>'
     top = max(v for _, v in rows) or 1.0
     height = 22 * len(rows) + 4
-    parts = [f'<svg role="img" width="100%" height="{height}" viewBox="0 0 520 {height}">']
+    parts = [f'<svg role="img" width="520" height="{height}" viewBox="0 0 520 {height}">']
     for i, (label, value) in enumerate(rows):
         y, width = 22 * i + 2, max(1.0, 300 * value / top)
         parts.append(f'<text x="0" y="{y + 14}">{escape(label[:22])}</text>'
@@ -204,7 +204,7 @@ def costs_page(request: Request) -> Response:
     ledger, user = state_of(request).ledger(), session.user
     mine = None if user.manager else user.name
     body = ""
-    for by, title in (("project", "per project"), ("user", "per user"), ("month", "per month")):
+    for by, title in (("day", "per day"), ("project", "per project"), ("user", "per user")):
         rows = costs.cost_rows(ledger, by=by, user=mine)
         body += f"<h2>USD {title}</h2>" + bars([(str(r[by]), float(r["cost_usd"])) for r in rows])
         body += _table([by, "jobs", "hours", "USD"], [[escape(str(r[by])), str(r["jobs"]),
