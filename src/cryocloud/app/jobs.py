@@ -125,3 +125,34 @@ def job_detail(ledger: Ledger, job: JobRow, now: float | None = None) -> dict[st
                           "usd_per_hour": a.usd_per_hour, "started_at": a.started_at, "ended_at": a.ended_at,
                           "cost_usd": round(a.cost_usd(now), 4)} for a in attempts],
             "events": [{"at": at, "message": msg} for at, msg in ledger.events(job.id)]}
+
+
+def relion_progress(job: JobRow) -> dict[str, Any]:
+    """An iterative RELION job's progress as RELION wrote it: per iteration the resolution and the class
+    distribution, and how many class averages the last iteration has (empty lists for other jobs)."""
+    from cryocloud.jobs import progress
+
+    folder = Path(job.project_dir) / job.job_dir
+    stack = progress.classes_file(folder)
+    count = 0
+    if stack is not None:
+        try:
+            count = len(progress.mrc_sections(stack)[3])
+        except (CryocloudError, OSError):
+            count = 0  # being written: shown on the next look
+    return {"iterations": [{"iteration": i.number, "resolution": i.resolution, "distribution": i.distribution}
+                           for i in progress.iterations(folder)],
+            "class_averages": count, "classes_file": stack.name if stack else None}
+
+
+def class_average_png(job: JobRow, index: int) -> bytes:
+    """Class average `index` (1-based, as RELION numbers classes) of the last iteration, as a grey PNG."""
+    from cryocloud.jobs import progress
+
+    stack = progress.classes_file(Path(job.project_dir) / job.job_dir)
+    if stack is None:
+        raise JobNotFound(f"job {job.id} has no class averages (yet)", "a 2D classification writes them each iteration")
+    nx, ny, mode, sections = progress.mrc_sections(stack)
+    if not 1 <= index <= len(sections):
+        raise JobNotFound(f"job {job.id} has classes 1 to {len(sections)}, not {index}", "number classes from 1")
+    return progress.grey_png(nx, ny, mode, sections[index - 1])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response
 
 from cryocloud.accounts import User
 from cryocloud.app import costs, facility, jobs
@@ -69,6 +70,23 @@ def logs(request: Request, user: Caller, job_id: int, lines: Annotated[int, Quer
     """The tail of the job's run.out and run.err."""
     ledger = state_of(request).ledger()
     return jobs.log_tail(facility.visible_job(ledger, user, job_id), lines)
+
+
+@router.get("/jobs/{job_id}/progress")
+def progress(request: Request, user: Caller, job_id: int) -> dict[str, Any]:
+    """An iterative RELION job's progress: per iteration resolution (Å) and class distribution; the number of
+    class averages of the last iteration."""
+    ledger = state_of(request).ledger()
+    return jobs.relion_progress(facility.visible_job(ledger, user, job_id))
+
+
+@router.get("/jobs/{job_id}/classes/{index}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def class_average(request: Request, user: Caller, job_id: int, index: int) -> Response:
+    """Class average INDEX (from 1) of the last iteration, as a grey PNG."""
+    ledger = state_of(request).ledger()
+    png = jobs.class_average_png(facility.visible_job(ledger, user, job_id), index)
+    return Response(png, media_type="image/png")
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -76,6 +76,54 @@ def bars(rows: list[tuple[str, float]], unit: str = "USD") -> str:
     return "".join(parts) + "</svg>"
 
 
+def lines(series: dict[str, list[tuple[float, float]]], y_label: str, width: int = 520, height: int = 200) -> str:
+    """A line plot as inline SVG: one polyline per series, x and y axes with their ranges."""
+    points = [p for s in series.values() for p in s]
+    if not points:
+        return '<p class="note">nothing yet</p>'
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
+    left, bottom = 50, height - 24
+
+    def at(x: float, y: float) -> str:
+        px = left + (width - left - 10) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
+        py = bottom - (bottom - 10) * ((y - y0) / (y1 - y0) if y1 > y0 else 0.5)
+        return f"{px:.1f},{py:.1f}"
+
+    colours = ("#1d3557", "#e63946", "#2a9d8f", "#f4a261", "#6a4c93", "#8ab17d")
+    parts = [f'<svg role="img" aria-label="{escape(y_label)}" width="{width}" height="{height}">',
+             f'<line x1="{left}" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#889"/>',
+             f'<line x1="{left}" y1="10" x2="{left}" y2="{bottom}" stroke="#889"/>',
+             f'<text x="0" y="14">{y1:.3g}</text><text x="0" y="{bottom}">{y0:.3g}</text>',
+             f'<text x="{left}" y="{height - 6}">iteration {x0:g}</text>'
+             f'<text x="{width - 90}" y="{height - 6}">iteration {x1:g}</text>',
+             f'<text x="{left + 10}" y="24">{escape(y_label)}</text>']
+    for i, (name, pts) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        parts.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" '
+                     f'points="{" ".join(at(x, y) for x, y in pts)}"><title>{escape(name)}</title></polyline>')
+    return "".join(parts) + "</svg>"
+
+
+def _progress_html(job_id: int, prog: dict[str, Any]) -> str:
+    its = prog["iterations"]
+    if not its and not prog["class_averages"]:
+        return ""
+    out = "<h2>RELION's progress</h2><div class=\"grid\"><div>"
+    res = [(float(i["iteration"]), float(i["resolution"])) for i in its if i["resolution"] is not None]
+    out += lines({"resolution": res}, "resolution (Å)") + "</div><div>"
+    k = max((len(i["distribution"]) for i in its), default=0)
+    shares = {f"class {c + 1}": [(float(i["iteration"]), i["distribution"][c]) for i in its
+                                 if len(i["distribution"]) > c] for c in range(k)}
+    out += lines(shares, "class distribution") + "</div></div>"
+    if prog["class_averages"]:
+        out += f'<h2>Class averages ({escape(str(prog["classes_file"]))})</h2><div class="classes">' + "".join(
+            f'<figure><img class="class-average" src="/jobs/{job_id}/classes/{n}.png" width="96" height="96" '
+            f'alt="class {n}"><figcaption>{n}</figcaption></figure>' for n in range(1, prog["class_averages"] + 1)
+        ) + "</div>"
+    return out
+
+
 @router.get("/static/style.css")
 def style() -> Response:
     css = resources.files("cryocloud.server").joinpath("static/style.css").read_text(encoding="utf-8")
@@ -174,9 +222,23 @@ def job_page(request: Request, job_id: int) -> Response:
         cancel = (f'<form method="post" action="/jobs/{job.id}/cancel"><input type="hidden" name="csrf" '
                   f'value="{escape(session.csrf)}"><button>Cancel this job</button></form>')
     body = (f'{cancel}<div class="grid"><div>{facts}</div><div><h2>Attempts</h2>{attempts}<h2>Events</h2>'
-            f'<ul>{events}</ul></div></div><h2>run.out (last lines)</h2><pre>{escape(chr(10).join(logs["run.out"]))}'
+            f'<ul>{events}</ul></div></div>{_progress_html(job.id, jobs.relion_progress(job))}'
+            f'<h2>run.out (last lines)</h2><pre>{escape(chr(10).join(logs["run.out"]))}'
             f'</pre><h2>run.err</h2><pre>{escape(chr(10).join(logs["run.err"]))}</pre>')
     return _page(f"Job {job.id}: {job.name}", body, session, refresh=job.active)
+
+
+@router.get("/jobs/{job_id}/classes/{index}.png")
+def class_average(request: Request, job_id: int, index: int) -> Response:
+    session = _session(request)
+    if session is None:
+        return Response(status_code=401)
+    try:
+        job = facility.visible_job(state_of(request).ledger(), session.user, job_id)
+        return Response(jobs.class_average_png(job, index), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=5"})
+    except CryocloudError as e:
+        return Response(e.message, status_code=404, media_type="text/plain")
 
 
 @router.post("/jobs/{job_id}/cancel")
