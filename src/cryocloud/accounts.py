@@ -33,6 +33,15 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at REAL NOT NULL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS notify_targets (
+    user TEXT PRIMARY KEY REFERENCES users(name),
+    webhook TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS notices (
+    key TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
 """
 
 
@@ -104,3 +113,33 @@ def authenticate(db: sqlite3.Connection, token: str) -> User | None:
         "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user "
         "WHERE t.sha256 = ? AND t.revoked_at IS NULL", (digest(token),)).fetchone()
     return User(row[0], row[1]) if row else None
+
+
+def set_targets(db: sqlite3.Connection, name: str, webhook: str | None, email: str | None) -> tuple[str, str]:
+    """Where user `name` is told of their jobs' ends and budgets: a webhook URL and/or an email address
+    (None: unchanged; "": none). Returns (webhook, email) as they are now."""
+    if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+        raise CryocloudError(f"no user {name!r}", f"add the user first: cryocloud users add {name}")
+    if webhook and not webhook.startswith(("https://", "http://")):
+        raise CryocloudError(f"webhook {webhook!r} is not an http(s) URL", "give the chat channel's incoming hook URL")
+    if email and ("@" not in email or any(c in email for c in " \r\n,;")):
+        raise CryocloudError(f"{email!r} is not one email address", "e.g. alice@lab.example.org")
+    db.execute("INSERT OR IGNORE INTO notify_targets (user) VALUES (?)", (name,))
+    for column, value in (("webhook", webhook), ("email", email)):
+        if value is not None:
+            db.execute(f"UPDATE notify_targets SET {column} = ? WHERE user = ?", (value, name))
+    row = db.execute("SELECT webhook, email FROM notify_targets WHERE user = ?", (name,)).fetchone()
+    return str(row[0]), str(row[1])
+
+
+def targets(db: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    return {r[0]: (r[1], r[2]) for r in db.execute("SELECT user, webhook, email FROM notify_targets")}
+
+
+def noticed(db: sqlite3.Connection, key: str) -> float | None:
+    row = db.execute("SELECT at FROM notices WHERE key = ?", (key,)).fetchone()
+    return float(row[0]) if row else None
+
+
+def notice(db: sqlite3.Connection, key: str, at: float) -> None:
+    db.execute("INSERT OR REPLACE INTO notices VALUES (?, ?)", (key, at))

@@ -61,6 +61,9 @@ class AwsSection:
 class ServerSection:
     url: str = ""  # facility mode: this `cryocloud serve` takes every submission (the queue command never opens the ledger)
     project_roots: list[str] = field(default_factory=list)  # folders API jobs may name files under; none: API submit refused
+    smtp_host: str = ""  # notifications by email go through this SMTP server (none: webhooks only)
+    smtp_port: int = 25
+    smtp_from: str = "cryocloud@localhost"
 
 
 SECTIONS: dict[str, type] = {"": General, "local": LocalSection, "storage": StorageSection, "aws": AwsSection,

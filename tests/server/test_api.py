@@ -158,6 +158,8 @@ def test_bad_bodies_are_refused_with_json(client: TestClient, people: People) ->
     assert r.status_code == 413 and r.json()["hint"]
     r = client.post("/api/v1/jobs", headers=auth(people.alice), json={"project_dir": "/x"})
     assert r.status_code in (400, 403) and r.json()["hint"]
+    r = client.post("/api/v1/jobs", headers=auth(people.alice), json={"script": "/x", "env": ["PATH"]})
+    assert r.status_code == 400 and "env" in r.json()["message"]
     r = client.get("/api/v1/jobs?state=nope", headers=auth(people.alice))
     assert r.status_code == 400 and "queued" in r.json()["hint"]
     assert n_jobs() == 0

@@ -149,3 +149,8 @@ def list_tokens(settings: Settings, name: str | None) -> list[accounts.TokenRow]
 
 def revoke_token(settings: Settings, token_id: int) -> accounts.TokenRow:
     return _with_ledger(settings, lambda db: accounts.revoke(db, token_id))  # type: ignore[no-any-return]
+
+
+def set_notify(settings: Settings, name: str, webhook: str | None, email: str | None) -> tuple[str, str]:
+    """Where user `name` hears of their jobs' ends and budgets (None: unchanged, "": none)."""
+    return _with_ledger(settings, lambda db: accounts.set_targets(db, name, webhook, email))  # type: ignore[no-any-return]

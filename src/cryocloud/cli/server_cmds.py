@@ -59,6 +59,19 @@ def users_list() -> None:
         click.echo(f"{user.name}\t{user.role}")
 
 
+@users.command("notify")
+@click.argument("name")
+@click.option("--webhook", default=None, help="A chat channel's incoming hook URL ('' to remove).")
+@click.option("--email", default=None, help="An email address ('' to remove); sent through [server] smtp_host.")
+def users_notify(name: str, webhook: str | None, email: str | None) -> None:
+    """Tell user NAME when a job of theirs ends (with its cost) and when a budget passes 80% and 100%."""
+    from cryocloud.app.facility import set_notify
+    from cryocloud.settings import load_settings
+
+    hook, mail = set_notify(load_settings(), name, webhook, email)
+    click.echo(f"{name}: webhook {'set' if hook else 'none'}, email {mail or 'none'}")
+
+
 @click.group()
 def tokens() -> None:
     """API tokens: create (shown once; only a hash is kept), list, revoke."""

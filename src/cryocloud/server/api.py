@@ -48,7 +48,10 @@ def submit(request: Request, user: Caller, body: Annotated[dict[str, Any], Body(
     ({"project_dir", "job_dir", "commands", "profile"?, "mpi"?, "threads"?, "gpus"?}). Files must lie under the
     server's project roots."""
     settings = state_of(request).settings
-    env = {str(k): str(v) for k, v in (body.get("env") or os.environ).items()}
+    given = body.get("env") or os.environ
+    if not isinstance(given, dict) and given is not os.environ:
+        raise CryocloudError("env must be an object of variable names to values", 'e.g. "env": {"PATH": "/usr/bin"}')
+    env = {str(k): str(v) for k, v in given.items()}
     if "script" in body:
         cwd = Path(str(body.get("cwd") or Path(str(body["script"])).parent.parent.parent))
         done = facility.submit_script_as(settings, user, Path(str(body["script"])), cwd, env)

@@ -48,6 +48,7 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: str = "", tls_k
     import uvicorn
 
     from cryocloud.app.daemon import InProcess
+    from cryocloud.app.notify import Notifier
     from cryocloud.server.app import create_app
 
     if bool(tls_cert) != bool(tls_key):
@@ -55,6 +56,7 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: str = "", tls_k
     check_bind(host, bool(tls_cert), insecure_bind)
     sock = listening_socket(host, port)
     monitor = InProcess(settings)
+    notifier = Notifier(settings, lambda line: print(f"cryocloud serve: {line}", file=sys.stderr, flush=True))
     try:
         config = uvicorn.Config(create_app(settings), log_level=log_level, ssl_certfile=tls_cert or None,
                                 ssl_keyfile=tls_key or None, server_header=False)
@@ -67,6 +69,7 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: str = "", tls_k
                   file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        notifier.stop()
         monitor.stop()
         sock.close()
     return 0
