@@ -204,3 +204,20 @@ def test_users_and_tokens_from_the_cli(cryocloud_home: Path, capsys: pytest.Capt
     assert main(["tokens", "revoke", "1"]) == 0
     assert main(["tokens", "create", "nobody"]) == 2
     assert os.stat(cryocloud_home / "ledger.sqlite").st_mode & 0o077 == 0
+
+
+def test_a_users_budget_applies_to_their_api_jobs(cryocloud_home: Path, projects: Path) -> None:
+    people = facility(cryocloud_home, [projects], extra='[budgets]\n"user:alice" = 0.001\n')
+    ledger = Ledger(load_settings().ledger_path)  # alice has spent 0.01 USD already
+    job = ledger.add_job(name="x/", client="command", job_type="command", project_dir=str(projects / "p1"),
+                         job_dir="x/", profile="local", backend="local", user="alice", project="p1",
+                         state="succeeded", submitted_at=1.0, spec="{}", started_at=1.0, ended_at=2.0)
+    ledger.add_attempt(job, backend="local", started_at=1.0, ended_at=2.0, state="succeeded", compute_usd=0.01)
+    ledger.close()
+    body = {"project_dir": str(projects / "p1"), "job_dir": "External/job001", "commands": ["echo x"]}
+    with TestClient(create_app(load_settings())) as c:
+        r = c.post("/api/v1/jobs", headers=auth(people.alice), json=body)
+        assert r.status_code == 400 and "budget user:alice" in r.json()["message"], r.text
+        r = c.post("/api/v1/jobs", headers=auth(people.bob), json=body)  # bob's budget is not alice's
+        assert r.status_code == 201, r.text
+        assert ended(c, people.bob, r.json()["id"])["state"] == "succeeded"

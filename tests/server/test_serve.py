@@ -71,6 +71,23 @@ def test_qsub_hands_relions_job_to_the_server_and_is_refused_when_it_is_down(
         assert wait_for(lambda: get(url, people.alice)["state"] == "succeeded", 300)
         assert get(url, people.alice)["user"] == "alice"
         assert markers(project / "External/job001") == ["RELION_JOB_EXIT_SUCCESS"]
+        # the CLI of a submitter in facility mode asks the server, never the ledger
+        cli = str(Path(sys.executable).parent / "cryocloud")
+        with in_dir(project):
+            shown = subprocess.run([cli, "status", "External/job001/", "--json"], capture_output=True, text=True,
+                                   timeout=60, check=True).stdout
+            assert json.loads(shown)[0]["id"] == job_id and json.loads(shown)[0]["user"] == "alice"
+            listed = subprocess.run([cli, "status"], capture_output=True, text=True, timeout=60, check=True).stdout
+            assert "External/job001/" in listed and "succeeded" in listed
+            spent = subprocess.run([cli, "costs", "--by", "user", "--json"], capture_output=True, text=True,
+                                   timeout=60, check=True).stdout
+            assert [r["user"] for r in json.loads(spent)] == ["alice"]
+        make_job(project, "External/job004/", ["sleep 300"])
+        with in_dir(project):
+            subprocess.run([QSUB, "External/job004/run_submit.script"], check=True, capture_output=True, timeout=60)
+            stopped = subprocess.run([cli, "cancel", "External/job004/"], capture_output=True, text=True,
+                                     timeout=120, check=True).stdout
+        assert stopped.endswith("aborted\n"), stopped
         # a wrong token: refused by the server, and RELION is told (run.err + failure marker)
         monkeypatch.setenv("CRYOCLOUD_TOKEN", "cct_wrong")
         make_job(project, "External/job002/", ["echo never"])

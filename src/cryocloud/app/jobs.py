@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def job_record(j: JobRow) -> dict[str, Any]:
             "profile": j.profile, "backend": j.backend, "state": j.state, "message": j.message,
             "submitted_at": j.submitted_at, "started_at": j.started_at, "ended_at": j.ended_at,
             "wall_seconds": j.wall_seconds, "machine": j.machine, "exit_code": j.exit_code, "user": j.user,
-            "project": j.project}
+            "project": j.project, "job_dir": j.job_dir}
 
 
 def cancel_job(settings: Settings, ref: str, cwd: Path, wait: float = 15.0) -> JobRow:
@@ -119,7 +120,7 @@ def job_detail(ledger: Ledger, job: JobRow, now: float | None = None) -> dict[st
     """One job with its attempts, cost and events: `status JOB` as data."""
     now = time.time() if now is None else now
     attempts = ledger.attempts(job.id)
-    return {**job_record(job), "job_dir": job.job_dir,
+    return {**job_record(job),
             "predicted_usd": job.predicted_usd, "cost_usd": round(sum(a.cost_usd(now) for a in attempts), 4),
             "attempts": [{"backend": a.backend, "machine": a.machine, "market": a.market, "state": a.state,
                           "usd_per_hour": a.usd_per_hour, "started_at": a.started_at, "ended_at": a.ended_at,
@@ -156,3 +157,41 @@ def class_average_png(job: JobRow, index: int) -> bytes:
     if not 1 <= index <= len(sections):
         raise JobNotFound(f"job {job.id} has classes 1 to {len(sections)}, not {index}", "number classes from 1")
     return progress.grey_png(nx, ny, mode, sections[index - 1])
+
+
+def status_view(settings: Settings, ref: str | None, cwd: Path, show_all: bool,
+                env: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[tuple[float, str]]]:
+    """What `status [JOB]` shows: jobs as data (one, or the active and recent ones, or all) and one job's events.
+    In facility mode ([server] url) asked of the server, which is the ledger's one writer."""
+    limit = None if show_all else 20
+    if settings.server.url:
+        from cryocloud.app.remote import call, job_id_on_server
+
+        if ref:
+            d = call(settings, env, "GET", f"/api/v1/jobs/{job_id_on_server(settings, env, ref, cwd)}")
+            return [d], [(e["at"], e["message"]) for e in d["events"]]
+        rows: list[dict[str, Any]] = call(settings, env, "GET", f"/api/v1/jobs?limit={limit or 10000}")
+        return rows, []
+    ledger = refresh(settings)
+    try:
+        jobs = [find_job(ledger, ref, cwd)] if ref else ledger.jobs(limit=limit)
+        return [job_record(j) for j in jobs], ledger.events(jobs[0].id) if ref else []
+    finally:
+        ledger.close()
+
+
+def cancel_view(settings: Settings, ref: str, cwd: Path, wait: float, env: Mapping[str, str]) -> dict[str, Any]:
+    """`cancel JOB`: stop it (in facility mode, through the server). Returns {id, name, state}."""
+    if settings.server.url:
+        from cryocloud.app.remote import call, job_id_on_server
+
+        job_id = job_id_on_server(settings, env, ref, cwd)
+        call(settings, env, "POST", f"/api/v1/jobs/{job_id}/cancel", {})
+        deadline = time.monotonic() + wait
+        while True:
+            d: dict[str, Any] = call(settings, env, "GET", f"/api/v1/jobs/{job_id}")
+            if d["state"] not in ("queued", "starting", "running") or time.monotonic() > deadline:
+                return d
+            time.sleep(0.2)
+    row = cancel_job(settings, ref, cwd, wait)
+    return {"id": row.id, "name": row.name, "state": row.state}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused
+from cryocloud.errors import CryocloudError, JobFolderBusy, JobNotFound, LaunchRefused
 from cryocloud.jobs.environment import job_environment
 from cryocloud.settings import Settings
 
@@ -82,3 +82,15 @@ def submit_to_server(settings: Settings, script: Path, cwd: Path, env: Mapping[s
             raise kinds[e.kind](e.message, e.hint) from None
         raise
     return got
+
+
+def job_id_on_server(settings: Settings, env: Mapping[str, str], ref: str, cwd: Path) -> int:
+    """A job id, or the id of the newest job of a RELION job folder (relative to cwd, or absolute), on the server."""
+    if ref.isdigit():
+        return int(ref)
+    path = (cwd / ref).resolve()
+    for row in call(settings, env, "GET", "/api/v1/jobs?limit=10000"):
+        if (Path(row["project_dir"]) / row["job_dir"]).resolve() == path:
+            return int(row["id"])
+    raise JobNotFound(f"no cryocloud job for folder {ref} on the server",
+                      "give the job id or a RELION job folder such as Class2D/job002/ from the project folder")
