@@ -24,7 +24,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    slurm_account TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS notices (
 class User:
     name: str
     role: str
+    slurm_account: str = ""  # their jobs on a Slurm profile are charged to this --account (fair share)
 
     @property
     def manager(self) -> bool:
@@ -67,21 +69,24 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_user(db: sqlite3.Connection, name: str, role: str) -> User:
+def add_user(db: sqlite3.Connection, name: str, role: str, slurm_account: str = "") -> User:
     if not NAME.match(name):
         raise CryocloudError(f"{name!r} is not a valid user name",
                              "use lower-case letters, digits, '.', '_' or '-', starting with a letter (at most 32)")
     if role not in ROLES:
         raise CryocloudError(f"unknown role {role!r}", "choose one of: " + ", ".join(ROLES))
+    if slurm_account and not re.match(r"^[A-Za-z0-9_.-]{1,64}$", slurm_account):
+        raise CryocloudError(f"{slurm_account!r} is not a Slurm account name", "`sacctmgr show account` lists them")
     try:
-        db.execute("INSERT INTO users VALUES (?, ?, ?)", (name, role, time.time()))
+        db.execute("INSERT INTO users (name, role, created_at, slurm_account) VALUES (?, ?, ?, ?)",
+                   (name, role, time.time(), slurm_account))
     except sqlite3.IntegrityError:
         raise CryocloudError(f"user {name!r} exists already", "`cryocloud users list` shows the users") from None
-    return User(name, role)
+    return User(name, role, slurm_account)
 
 
 def users(db: sqlite3.Connection) -> list[User]:
-    return [User(r[0], r[1]) for r in db.execute("SELECT name, role FROM users ORDER BY name")]
+    return [User(*r) for r in db.execute("SELECT name, role, slurm_account FROM users ORDER BY name")]
 
 
 def create_token(db: sqlite3.Connection, name: str) -> tuple[int, str]:
@@ -110,9 +115,9 @@ def revoke(db: sqlite3.Connection, token_id: int) -> TokenRow:
 def authenticate(db: sqlite3.Connection, token: str) -> User | None:
     """The user a live token belongs to, or None (unknown, revoked, or the user is gone)."""
     row = db.execute(
-        "SELECT u.name, u.role FROM tokens t JOIN users u ON u.name = t.user "
+        "SELECT u.name, u.role, u.slurm_account FROM tokens t JOIN users u ON u.name = t.user "
         "WHERE t.sha256 = ? AND t.revoked_at IS NULL", (digest(token),)).fetchone()
-    return User(row[0], row[1]) if row else None
+    return User(*row) if row else None
 
 
 def set_targets(db: sqlite3.Connection, name: str, webhook: str | None, email: str | None) -> tuple[str, str]:

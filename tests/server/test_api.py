@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cryocloud.errors import CryocloudError
 from cryocloud.ledger import Ledger
 from cryocloud.server.app import MAX_BODY, create_app
 from cryocloud.settings import load_settings
@@ -221,3 +222,24 @@ def test_a_users_budget_applies_to_their_api_jobs(cryocloud_home: Path, projects
         r = c.post("/api/v1/jobs", headers=auth(people.bob), json=body)  # bob's budget is not alice's
         assert r.status_code == 201, r.text
         assert ended(c, people.bob, r.json()["id"])["state"] == "succeeded"
+
+
+def test_a_users_slurm_account_goes_on_their_slurm_jobs(cryocloud_home: Path, projects: Path) -> None:
+    from cryocloud.accounts import User
+    from cryocloud.app.facility import add_user, as_user
+    from cryocloud.backends.slurm_text import SlurmOptions, sbatch_argv
+    from cryocloud.jobs.spec import JobSpec
+
+    facility(cryocloud_home, [projects], extra='[profiles.hpc]\nbackend = "slurm"\npartition = "cpu"\n'
+             'account = "facility"\n[profiles.ws]\nbackend = "local"\n')
+    settings = load_settings()
+    carol = add_user(settings, "carol", "user", slurm_account="lab-a")
+    assert as_user(settings, carol).profiles["hpc"].options["account"] == "lab-a"
+    assert "account" not in as_user(settings, carol).profiles["ws"].options  # a backend without accounts
+    assert as_user(settings, User("dave", "user")).profiles["hpc"].options["account"] == "facility"
+    spec = JobSpec(name="x/", client="command", job_type="command", project_dir=str(projects / "p1"),
+                   job_dir="x/", commands=["true"])
+    opts = SlurmOptions.from_profile("hpc", as_user(settings, carol).profiles["hpc"].options)
+    assert "--account=lab-a" in sbatch_argv(spec, opts, batch_script="/b", control_dir="/c", exports=[], job_name="x")
+    with pytest.raises(CryocloudError, match="Slurm account"):
+        add_user(settings, "erin", "user", slurm_account="bad account")

@@ -23,8 +23,16 @@ class PathRefused(SubmissionError):
 
 
 def as_user(settings: Settings, user: User) -> Settings:
-    """The server's settings with the API user as the job's owner (ledger, budgets, accounting)."""
-    return dataclasses.replace(settings, general=dataclasses.replace(settings.general, user=user.name))
+    """The server's settings with the API user as the job's owner (ledger, budgets, accounting), and their Slurm
+    account (if any) as the `account` of every profile whose backend takes one (fair share by person)."""
+    from cryocloud.backends.registry import BACKENDS
+
+    profiles = settings.profiles
+    if user.slurm_account:
+        profiles = {name: dataclasses.replace(p, options={**p.options, "account": user.slurm_account})
+                    if "account" in BACKENDS[p.backend].profile_keys() else p for name, p in profiles.items()}
+    return dataclasses.replace(settings, general=dataclasses.replace(settings.general, user=user.name),
+                               profiles=profiles)
 
 
 def visible_job(ledger: Ledger, user: User, job_id: int) -> JobRow:
@@ -130,8 +138,8 @@ def _with_ledger(settings: Settings, work: Any) -> Any:
         ledger.close()
 
 
-def add_user(settings: Settings, name: str, role: str) -> User:
-    return _with_ledger(settings, lambda db: accounts.add_user(db, name, role))  # type: ignore[no-any-return]
+def add_user(settings: Settings, name: str, role: str, slurm_account: str = "") -> User:
+    return _with_ledger(settings, lambda db: accounts.add_user(db, name, role, slurm_account))  # type: ignore[no-any-return]
 
 
 def list_users(settings: Settings) -> list[User]:

@@ -40,12 +40,13 @@ def users() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["user", "manager"]), default="user", show_default=True,
               help="A user sees and acts on their own jobs; a manager on everyone's.")
-def users_add(name: str, role: str) -> None:
+@click.option("--slurm-account", default="", help="Charge their jobs on Slurm profiles to this --account.")
+def users_add(name: str, role: str, slurm_account: str) -> None:
     """Add user NAME. Then give them a token: cryocloud tokens create NAME."""
     from cryocloud.app.facility import add_user
     from cryocloud.settings import load_settings
 
-    user = add_user(load_settings(), name, role)
+    user = add_user(load_settings(), name, role, slurm_account)
     click.echo(f"added {user.name} ({user.role}); give them a token: cryocloud tokens create {user.name}")
 
 
@@ -56,7 +57,7 @@ def users_list() -> None:
     from cryocloud.settings import load_settings
 
     for user in list_users(load_settings()):
-        click.echo(f"{user.name}\t{user.role}")
+        click.echo(f"{user.name}\t{user.role}" + (f"\tslurm account {user.slurm_account}" if user.slurm_account else ""))
 
 
 @users.command("notify")
