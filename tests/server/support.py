@@ -56,3 +56,16 @@ class Served:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=60)
         self.out.close()
+
+
+def submitter_config(folder: Path, url: str) -> Path:
+    """A submitter's config in facility mode: [server] url (its token comes from $CRYOCLOUD_TOKEN)."""
+    config = folder / "submitter.toml"
+    config.write_text(f'[server]\nurl = "{url}"\n', encoding="utf-8")
+    return config
+
+
+def qsub(project: Path, job_dir: str) -> subprocess.CompletedProcess[str]:
+    """RELION's call of the queue command, from the project folder."""
+    return subprocess.run([str(Path(sys.executable).parent / "cryocloud-qsub"), f"{job_dir}run_submit.script"],
+                          cwd=project, capture_output=True, text=True, timeout=60, check=False)

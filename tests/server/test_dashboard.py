@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from server.support import Served, auth, facility
+from server.support import Served, auth, facility, submitter_config
 from spine.helpers import wait_for
 from testtools import unavailable
 
@@ -102,9 +102,8 @@ def test_a_relion_class2d_through_the_server_shows_its_progress_and_class_averag
     shots = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
     served = Served(tmp_path / "serve.log")
     try:
-        config = tmp_path / "submitter.toml"
-        config.write_text(f'[server]\nurl = "{served.url}"\n', encoding="utf-8")
-        env = {**relion_env(demo_project), "CRYOCLOUD_CONFIG": str(config), "CRYOCLOUD_TOKEN": people.alice}
+        env = {**relion_env(demo_project), "CRYOCLOUD_CONFIG": str(submitter_config(tmp_path, served.url)),
+               "CRYOCLOUD_TOKEN": people.alice}
         job = add_job(demo_project, "Class2D", CLASS2D + ";nr_mpi == 1;nr_threads == 2;do_queue == Yes", env=env)
         assert run_job(demo_project, job, env=env) == "succeeded"  # RELION -> cryocloud-qsub -> the server
         jobs = f"{served.url}/api/v1/jobs"

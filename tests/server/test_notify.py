@@ -3,8 +3,6 @@ email, to receivers on loopback; the server sends them by itself."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +15,8 @@ from cryocloud.errors import CryocloudError
 from cryocloud.ledger import Ledger
 from cryocloud.settings import load_settings
 from server.receivers import Smtp, Webhook
-from server.support import Served, facility
-from spine.helpers import in_dir, make_job
+from server.support import Served, facility, qsub, submitter_config
+from spine.helpers import make_job
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +102,10 @@ def test_the_server_tells_a_users_webhook_when_their_job_ends(
     set_notify(load_settings(), "alice", hook.url, None)
     served = Served(tmp_path / "serve.log")
     try:
-        config = tmp_path / "submitter.toml"
-        config.write_text(f'[server]\nurl = "{served.url}"\n', encoding="utf-8")
-        monkeypatch.setenv("CRYOCLOUD_CONFIG", str(config))
+        monkeypatch.setenv("CRYOCLOUD_CONFIG", str(submitter_config(tmp_path, served.url)))
         monkeypatch.setenv("CRYOCLOUD_TOKEN", people.alice)
         make_job(project, "External/job001/", ["echo done"])
-        with in_dir(project):
-            done = subprocess.run([str(Path(sys.executable).parent / "cryocloud-qsub"),
-                                   "External/job001/run_submit.script"], capture_output=True, text=True, timeout=60)
+        done = qsub(project, "External/job001/")
         assert done.returncode == 0, done.stderr
         got = hook.wait(1)
         assert len(got) == 1 and "External/job001/" in got[0]["text"] and "succeeded" in got[0]["text"]

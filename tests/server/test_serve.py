@@ -16,11 +16,10 @@ from cryocloud.errors import CryocloudError
 from cryocloud.monitor.loop import monitor_pid
 from cryocloud.server.run import check_bind
 from cryocloud.settings import load_settings
-from server.support import Served, auth, facility
+from server.support import Served, auth, facility, qsub, submitter_config
 from spine.helpers import in_dir, make_job, markers, wait_for
 
 pytestmark = pytest.mark.integration
-QSUB = str(Path(sys.executable).parent / "cryocloud-qsub")
 
 
 def get(url: str, token: str) -> dict:  # type: ignore[type-arg]
@@ -57,14 +56,10 @@ def test_qsub_hands_relions_job_to_the_server_and_is_refused_when_it_is_down(
         settings = load_settings()
         assert monitor_pid(settings) == served.proc.pid  # the server holds the monitor's lock: one writer
         # the submitter's side: [server] url in its config and a token in its environment
-        config = tmp_path / "submitter.toml"
-        config.write_text(f'[server]\nurl = "{served.url}"\n', encoding="utf-8")
-        monkeypatch.setenv("CRYOCLOUD_CONFIG", str(config))
+        monkeypatch.setenv("CRYOCLOUD_CONFIG", str(submitter_config(tmp_path, served.url)))
         monkeypatch.setenv("CRYOCLOUD_TOKEN", people.alice)
         make_job(project, "External/job001/", ["echo handed over"])
-        with in_dir(project):
-            done = subprocess.run([QSUB, "External/job001/run_submit.script"], capture_output=True, text=True,
-                                  timeout=60)
+        done = qsub(project, "External/job001/")
         assert done.returncode == 0, done.stderr
         job_id = int(done.stdout.split()[2])
         url = f"{served.url}/api/v1/jobs/{job_id}"
@@ -84,16 +79,14 @@ def test_qsub_hands_relions_job_to_the_server_and_is_refused_when_it_is_down(
             assert [r["user"] for r in json.loads(spent)] == ["alice"]
         make_job(project, "External/job004/", ["sleep 300"])
         with in_dir(project):
-            subprocess.run([QSUB, "External/job004/run_submit.script"], check=True, capture_output=True, timeout=60)
+            assert qsub(project, "External/job004/").returncode == 0
             stopped = subprocess.run([cli, "cancel", "External/job004/"], capture_output=True, text=True,
                                      timeout=120, check=True).stdout
         assert stopped.endswith("aborted\n"), stopped
         # a wrong token: refused by the server, and RELION is told (run.err + failure marker)
         monkeypatch.setenv("CRYOCLOUD_TOKEN", "cct_wrong")
         make_job(project, "External/job002/", ["echo never"])
-        with in_dir(project):
-            done = subprocess.run([QSUB, "External/job002/run_submit.script"], capture_output=True, text=True,
-                                  timeout=60)
+        done = qsub(project, "External/job002/")
         assert done.returncode == 2 and "not valid" in done.stderr
         assert markers(project / "External/job002") == ["RELION_JOB_EXIT_FAILURE"]
     finally:
@@ -104,9 +97,7 @@ def test_qsub_hands_relions_job_to_the_server_and_is_refused_when_it_is_down(
     monkeypatch.setenv("CRYOCLOUD_TOKEN", people.alice)
     make_job(project, "External/job003/", ["echo never"])
     started = time.monotonic()
-    with in_dir(project):
-        done = subprocess.run([QSUB, "External/job003/run_submit.script"], capture_output=True, text=True,
-                              timeout=60)
+    done = qsub(project, "External/job003/")
     assert done.returncode == 2 and "does not answer" in done.stderr and "cryocloud serve" in done.stderr
     assert time.monotonic() - started < 30  # a refusal, never a wait for a server that is not there
     jd = project / "External/job003"
