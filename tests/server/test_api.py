@@ -171,7 +171,10 @@ def test_unknown_profile_is_refused_with_the_clis_hint(client: TestClient, peopl
         "project_dir": str(projects / "p1"), "job_dir": "External/job009", "commands": ["echo x"],
         "profile": "nosuchprofile"})
     assert r.status_code == 400 and "nosuchprofile" in r.json()["message"], r.text
-    assert n_jobs() == 0
+    assert n_jobs() == 0 and not (projects / "p1" / "External").exists()
+    body = {"project_dir": str(projects / "p2"), "job_dir": "External/job001", "commands": ["echo x"]}
+    r = client.post("/api/v1/jobs", headers=auth(people.alice), json=body)  # no such project folder
+    assert r.status_code == 400 and not (projects / "p2").exists()
 
 
 def test_plan_answers_as_the_cli_does(client: TestClient, people: People) -> None:

@@ -3,6 +3,7 @@ project roots a job may name files under, a job given as data, and storage use. 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -97,7 +98,8 @@ def submit_command_as(settings: Settings, user: User, body: Mapping[str, Any], e
                               gpus=int(body.get("gpus", 0)), wall_time=body.get("wall_time"))
     except (TypeError, ValueError):
         raise SubmissionError("mpi, threads and gpus must be whole numbers", "e.g. \"threads\": 4") from None
-    folder.mkdir(parents=True, exist_ok=True)
+    if not project.is_dir():
+        raise SubmissionError(f"{project} is not a folder", "give the project folder the job works in")
     spec = JobSpec(name=str(body.get("name") or job_dir), client="command", job_type="command",
                    project_dir=str(project), job_dir=job_dir, commands=commands, resources=resources,
                    queue=str(body.get("profile") or ""))
@@ -105,7 +107,15 @@ def submit_command_as(settings: Settings, user: User, body: Mapping[str, Any], e
     profile = choose_profile(spec, mine)
     if spec.queue == profile.name:
         spec = dataclasses.replace(spec, queue="")
-    return submit_spec(spec, profile, mine, env)
+    made = [p for p in (folder, *folder.parents) if p.is_relative_to(project) and p != project and not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return submit_spec(spec, profile, mine, env)
+    except CryocloudError:
+        for p in made:  # nothing is left of a refused job (deepest folder first; one with files in it stays)
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
 
 
 def users_view(ledger: Ledger) -> list[dict[str, Any]]:
