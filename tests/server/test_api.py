@@ -56,8 +56,9 @@ def n_jobs() -> int:
         ledger.close()
 
 
-def test_openapi_document_lists_the_calls(client: TestClient) -> None:
-    doc = client.get("/api/v1/openapi.json").json()
+def test_openapi_document_lists_the_calls(client: TestClient, people: People) -> None:
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    doc = client.get("/api/v1/openapi.json", headers=auth(people.alice)).json()
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/logs", "/api/v1/jobs/{job_id}/cancel",
             "/api/v1/plan", "/api/v1/costs", "/api/v1/storage"} <= set(doc["paths"])
 

@@ -27,6 +27,13 @@ def _scope(user: User, asked: str | None) -> str | None:
     return user.name
 
 
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, user: Caller) -> dict[str, Any]:
+    """The API's OpenAPI document (behind a token too: every call is)."""
+    doc: dict[str, Any] = request.app.openapi()
+    return doc
+
+
 @router.get("/me")
 def me(user: Caller) -> dict[str, str]:
     """Who this token belongs to."""
