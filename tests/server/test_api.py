@@ -187,9 +187,18 @@ def test_plan_answers_as_the_cli_does(client: TestClient, people: People) -> Non
     assert r.status_code == 400 and r.json()["hint"]
 
 
-def test_storage_use_of_the_default_store(client: TestClient, people: People) -> None:
+def test_storage_use_of_the_default_store_per_project(client: TestClient, people: People, projects: Path) -> None:
+    from cryocloud.storage.project import push_project
+    from cryocloud.storage.stores import open_store
+
     r = client.get("/api/v1/storage", headers=auth(people.alice))
-    assert r.status_code == 200 and r.json()["bytes"] == 0 and "rows" in r.json()
+    assert r.status_code == 200 and r.json()["bytes"] == 0 and r.json()["projects"] == []
+    (projects / "p1" / "Class2D").mkdir()
+    (projects / "p1" / "Class2D" / "run.star").write_bytes(b"x" * 5000)
+    push_project(open_store("", load_settings()), projects / "p1", "betagal")
+    got = client.get("/api/v1/storage", headers=auth(people.alice)).json()
+    assert got["bytes"] >= 5000 and [p["project"] for p in got["projects"]] == ["betagal"]
+    assert got["projects"][0]["bytes"] >= 5000 and got["projects"][0]["usd_per_month"] > 0
 
 
 def test_users_and_tokens_from_the_cli(cryocloud_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -136,7 +136,27 @@ def storage_use(settings: Settings) -> dict[str, Any]:
     out: list[dict[str, Any]] = [{"kind": kind, "storage_class": tier, "objects": n, "bytes": size,
             "usd_per_month": round(monthly_usd(size, tier), 4)} for (kind, tier), (n, size) in rows.items()]
     return {"store": store.url, "rows": out, "bytes": sum(r["bytes"] for r in out),
-            "usd_per_month": round(sum(r["usd_per_month"] for r in out), 4)}
+            "usd_per_month": round(sum(r["usd_per_month"] for r in out), 4), "projects": _per_project(store)}
+
+
+def _per_project(store: Any) -> list[dict[str, Any]]:
+    """Per project (and "(job staging)", "(storage push)"): the files and packs its snapshots name, their bytes and
+    monthly cost at their storage class now; `shared_bytes`: the part other holders name too (deduplicated, so
+    the rows add up to more than the store holds)."""
+    from cryocloud.storage.catalog import monthly_usd
+    from cryocloud.storage.tiers import placements, rules
+    from cryocloud.storage.transfer import run
+
+    out: dict[str, dict[str, Any]] = {}
+    for p in run(placements(store, rules(store))):
+        for h in p.holders:
+            row = out.setdefault(h, {"project": h, "objects": 0, "bytes": 0, "usd_per_month": 0.0,
+                                     "shared_bytes": 0})
+            row["objects"] += 1
+            row["bytes"] += p.size
+            row["usd_per_month"] += monthly_usd(p.size, p.storage_class)  # unrounded: small projects cost < 1e-6
+            row["shared_bytes"] += p.size if len(p.holders) > 1 else 0
+    return sorted(out.values(), key=lambda r: str(r["project"]))
 
 
 def _with_ledger(settings: Settings, work: Any) -> Any:
