@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what cryocloud's demo and tests need from Debian: RELION (CPU) and its GUI, Open MPI, Slurm + munge,
-# and a virtual screen (Xvfb) with xdotool for the test that drives RELION's GUI.
+# a virtual screen (Xvfb) with xdotool for the test that drives RELION's GUI, and chromium (the dashboard's
+# browser test drives it headless through Playwright; nothing is downloaded at run time).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 # usage: scripts/install-deps.sh            (SKIP_APT=1 to only check)
 set -euo pipefail
@@ -14,8 +15,9 @@ have munged || need+=(munge)
 have gs || need+=(ghostscript)   # RELION writes its PDF logs with it
 have Xvfb || need+=(xvfb)        # a virtual screen: tests/relion/test_relion_gui.py runs the GUI on it
 have xdotool || need+=(xdotool)
+have chromium || need+=(chromium)   # the dashboard's browser test (tests/server/test_dashboard.py)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "[install-deps] all present: relion, relion-gui, openmpi-bin, slurm-wlm, munge, ghostscript, xvfb, xdotool"
+  echo "[install-deps] all present: relion, relion-gui, openmpi-bin, slurm-wlm, munge, ghostscript, xvfb, xdotool, chromium"
   exit 0
 fi
 [ "${SKIP_APT:-0}" = 1 ] && { echo "[install-deps] missing: ${need[*]}" >&2; exit 1; }

@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from cryocloud.jobs.states import ACTIVE
 from cryocloud.ledger import Ledger
 from cryocloud.monitor import handoff, sweep
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
-from cryocloud.proc import MONITOR_LOCK, running_monitor, start_monitor
+from cryocloud.proc import MONITOR_LOCK, reap_detached, running_monitor, start_monitor
 from cryocloud.settings import Settings, load_settings, private_dir
 
 BACKUP_EVERY = 3600.0  # s between backups of the ledger while the monitor runs (and one when it leaves)
@@ -71,27 +72,39 @@ def _sweep(settings: Settings, ledger: Ledger) -> None:
         print(runlog.stamp(f"sweep failed (will retry): {e}"), end="", flush=True)
 
 
-def _reap_children() -> None:
-    """Agents started from the monitor are its children: collect their exit status (no zombies)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+
+class Held:
+    """The monitor's lock, taken by a process that runs the loop in a thread (`cryocloud serve`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
 
 
-def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[], float] = time.monotonic) -> int:
-    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds. Submissions that
-    arrive on the socket are answered by `handler`."""
+def hold_lock(settings: Settings) -> Held | None:
+    """Take the monitor's lock for this process (None: another monitor holds it) and write our pid in it."""
     fd = _lock(settings)
     if fd is None:
-        return 0
+        return None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    return Held(fd)
+
+
+def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[], float] = time.monotonic,
+                held: Held | None = None, stop_event: threading.Event | None = None) -> int:
+    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds. Submissions that
+    arrive on the socket are answered by `handler`. With `held` and `stop_event` (the server runs it in a thread):
+    loop until the event is set, idle or not, under the lock the caller took."""
+    if held is None:
+        got = hold_lock(settings)
+        if got is None:
+            return 0
+        held = got
+    fd = held.fd
+    stop: list[bool] = []
+    if stop_event is None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    stay = stop_event is not None
     sock = handoff.listen(settings)
     from cryocloud.monitor.stager import Stager  # threads: only the loop needs them, not every submit
 
@@ -102,7 +115,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     sweep_due, last_sweep = sweep.due_on_start(settings, ledger), clock()
     idle = False
     try:
-        while not stop:
+        while not stop and not (stop_event and stop_event.is_set()):
             wait = max(0.0, next_pass - clock())
             if sock is not None:
                 ready, _, _ = select.select([sock], [], [], wait)
@@ -123,10 +136,10 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
             reconcile(settings, ledger)
             stager.step(settings, ledger)  # uploads run beside the loop; their jobs start once staged
             dispatch(settings, ledger)
-            _reap_children()
+            reap_detached()  # agents started from here are our children
             if has_active(ledger):
                 last_busy = clock()
-            elif clock() - last_busy > settings.local.monitor_linger:
+            elif not stay and clock() - last_busy > settings.local.monitor_linger:
                 idle = True
                 return 0
             next_pass = clock() + settings.local.poll_seconds
