@@ -330,7 +330,9 @@ def test_job_folder_deleted_while_running_ends_failed_and_the_monitor_survives(t
     agent_json = tmp_path / f"External/job001/.cryocloud/job{job}/agent.json"
     assert wait_for(lambda: agent_json.exists() and "child_pgid" in agent_json.read_text())
     pgid = json.loads(agent_json.read_text())["child_pgid"]
-    shutil.rmtree(tmp_path / "External/job001")
+    folder = tmp_path / "External/job001"
+    # the runner may write in it meanwhile (rmtree then meets a new file): remove until it is gone
+    assert wait_for(lambda: shutil.rmtree(folder, ignore_errors=True) or not folder.exists())
     os.killpg(pgid, signal.SIGKILL)  # the job's command dies with its folder gone
     assert ended(job) == "failed"
     later = submit(tmp_path, "External/job002/", ["true"])
