@@ -46,3 +46,24 @@ def test_past_its_time_the_push_gives_up_with_the_stores_error(tmp_path: Path) -
     with pytest.raises(OSError, match="network is unreachable"):
         push_back(push, tmp_path, minutes=1, clock=clock, sleep=clock.sleep)
     assert sum(clock.slept) <= 60 and len(clock.slept) >= 3  # 2 + 4 + 8 + 16 + 30 would pass the minute
+
+
+def test_a_dated_line_waits_for_the_labs_merge_of_a_pulled_run_out(tmp_path: Path) -> None:
+    """The lab replaces run.out with the node's copy merged with its own lines, under the folder's lock; a line
+    another process notes meanwhile waits for the merge instead of being written over."""
+    import threading
+
+    from cryocloud.jobs import runlog
+
+    (tmp_path / "run.out").write_text("node line\n")
+    noted = threading.Thread(target=runlog.note, args=(tmp_path, "running (instance i-1)"))
+    with runlog.locked(tmp_path):
+        noted.start()
+        noted.join(0.5)
+        assert noted.is_alive()  # blocked on the lock
+        merged = tmp_path / ".run.out.merged"
+        merged.write_text("node line\nmerged line\n")
+        merged.replace(tmp_path / "run.out")
+    noted.join(30)
+    assert (tmp_path / "run.out").read_text().splitlines()[:2] == ["node line", "merged line"]
+    assert "running (instance i-1)" in (tmp_path / "run.out").read_text()

@@ -9,7 +9,10 @@ to read it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryocloud.jobs.markers import FAMILIES
@@ -24,12 +27,30 @@ def stamp(msg: str) -> str:
     return f"{STAMP_PREFIX}{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n"
 
 
+@contextlib.contextmanager
+def locked(job_dir: Path) -> Iterator[None]:
+    """Hold the job folder's log lock (a flock on the folder itself: no file is made, and replacing run.out does
+    not change it): a dated line appended by one process (a `status` query, the monitor) and the lab's merge of a
+    pulled run.out in another never interleave, so no line is lost. Not re-entrant: nothing inside may call
+    `note` on the same folder."""
+    try:
+        fd = os.open(job_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # no folder (deleted, or not made yet): nothing to keep in order
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def note(job_dir: Path, msg: str, stream: str = OUT, *, make: bool = False) -> None:
     """Append a dated line to the job's run.out (or `stream`). `make`: create the folder first (node scratch)."""
     with contextlib.suppress(OSError):
         if make:
             job_dir.mkdir(parents=True, exist_ok=True)
-        with open(job_dir / stream, "a", encoding="utf-8") as f:
+        with locked(job_dir), open(job_dir / stream, "a", encoding="utf-8") as f:
             f.write(stamp(msg))
 
 

@@ -104,15 +104,16 @@ def pull_outputs(settings: Settings, spec: JobSpec, cdir: Path) -> bool:
     seen = stamp_file.read_text().strip() if stamp_file.exists() else ""
     if seen == repr(manifest.created):
         return False
-    logs = {name: _read(spec.folder / name) for name in (runlog.OUT, runlog.ERR)}  # the lab's own lines too
-    got = pull(store, manifest, Path(spec.project_dir), only=[spec.job_dir.rstrip("/")])  # raises unless all verified
-    for name, ours in logs.items():
-        theirs = _read(spec.folder / name)
-        merged = runlog.merge(ours, theirs)
-        if merged != theirs:
-            tmp = spec.folder / f".{name}.merged"
-            tmp.write_text(merged, encoding="utf-8")
-            tmp.replace(spec.folder / name)  # RELION's GUI reads it meanwhile: never a half-written file
+    with runlog.locked(spec.folder):  # a `status` query's line meanwhile waits, instead of being written over
+        logs = {name: _read(spec.folder / name) for name in (runlog.OUT, runlog.ERR)}  # the lab's own lines too
+        got = pull(store, manifest, Path(spec.project_dir), only=[spec.job_dir.rstrip("/")])  # all verified
+        for name, ours in logs.items():
+            theirs = _read(spec.folder / name)
+            merged = runlog.merge(ours, theirs)
+            if merged != theirs:
+                tmp = spec.folder / f".{name}.merged"
+                tmp.write_text(merged, encoding="utf-8")
+                tmp.replace(spec.folder / name)  # RELION's GUI reads it meanwhile: never a half-written file
     so_far = cdir / control.PULLED_BYTES
     before = int(so_far.read_text()) if so_far.exists() else 0
     so_far.write_text(str(before + got.downloaded_bytes))
