@@ -246,16 +246,13 @@ def batch_script_text(python: str) -> str:
         f"#!{python}\n"
         "# cryocloud: start the agent for one Slurm job; argv[1] is its control folder. An array task runs the\n"
         "# fan-out shards argv[2] * SLURM_ARRAY_TASK_ID + 0..argv[2]-1 (of argv[3]), each with its own control\n"
-        "# folder task<N>, one after the other; it stops early only when the job was cancelled, aborted or killed.\n"
-        "import os\nimport sys\nfrom pathlib import Path\n\nfrom cryocloud.agent.runner import Runner\n\n"
+        "# folder task<N> and the job's retries, one after the other (agent/shards.py).\n"
+        "import os\nimport sys\nfrom pathlib import Path\n\nfrom cryocloud.agent.runner import Runner\n"
+        "from cryocloud.agent.shards import run_range\n\n"
         "control = Path(sys.argv[1])\ntask = os.environ.get('SLURM_ARRAY_TASK_ID')\n"
         "if task is None:\n    raise SystemExit(0 if Runner(control).run().state == 'succeeded' else 1)\n"
-        "pack, count = int(sys.argv[2]), int(sys.argv[3])\nrc = 0\n"
-        "for i in range(int(task) * pack, min(count, (int(task) + 1) * pack)):\n"
-        "    runner = Runner(control / f'task{i}')\n    outcome = runner.run()\n"
-        "    rc = rc or (0 if outcome.state == 'succeeded' else 1)\n"
-        "    if outcome.state == 'aborted' or runner.terminated:\n        break\n"
-        "raise SystemExit(rc)\n"
+        "pack, count = int(sys.argv[2]), int(sys.argv[3])\n"
+        "raise SystemExit(run_range(control, int(task) * pack, pack, count))\n"
     )
 
 
