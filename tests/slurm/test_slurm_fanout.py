@@ -9,6 +9,7 @@ import pytest
 
 from cryocloud.app.run import submit_command, submit_jobfile
 from fanout.helpers import best_tasks, ended, job_row
+from fanout.relion_split import split_equals_one_worker
 from fanout.tasklib import jobfile
 from slurm.conftest import Cluster
 
@@ -34,3 +35,8 @@ def test_sixteen_tasks_on_slurm_keep_the_same_best_as_local(slurm: Cluster, tmp_
     assert best_tasks(a) == best_tasks(b) and len(best_tasks(a)) == 5
     assert (a / "scores.csv").read_text() == (b / "scores.csv").read_text()
     assert "retry 1 of 1" in (a / "tasks/0008/run.out").read_text()
+
+
+def test_motioncorr_split_over_3_on_slurm_equals_one_worker(slurm: Cluster, demo_project: Path) -> None:
+    split = split_equals_one_worker(demo_project, queue="slurm")
+    assert "array of 3 tasks" in (demo_project / split / "run.out").read_text()
