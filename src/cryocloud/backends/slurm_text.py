@@ -101,6 +101,7 @@ class SlurmOptions:
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
     profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
     pack_tasks: bool = True  # a fan-out larger than the partition can run at once: several shards per array task
+    array_throttle: int = 0  # at most this many array tasks of one fan-out run at once (`--array=...%N`; 0: no limit)
     max_requeues: int = 3  # times a preempted (or node-failed) job that can continue is resubmitted
 
     @classmethod
@@ -226,7 +227,8 @@ def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control
     if r.gpus > 0:
         argv.append(f"--gres=gpu:{r.gpus}" if opts.gpu_flag == "gres" else f"--gpus={r.gpus}")
     if spec.tasks > 1:
-        argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}")
+        throttle = f"%{opts.array_throttle}" if opts.array_throttle > 0 else ""
+        argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}{throttle}")
     argv.append("--export=" + (",".join(exports) if exports else "NONE"))
     argv.extend(opts.sbatch_args)
     if staged is not None:
