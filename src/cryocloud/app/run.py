@@ -16,6 +16,7 @@ from cryocloud.jobs.command import command_spec
 from cryocloud.jobs.relion import job_spec_from_script
 from cryocloud.jobs.spec import JobSpec, Resources, Select
 from cryocloud.monitor import staging
+from cryocloud.planner.fanout import FanoutNeeds, FanoutOption, plan_fanout
 from cryocloud.settings import Profile, Settings, load_settings
 
 from .submit import Submitted, choose_profile, submit_spec
@@ -92,3 +93,23 @@ def submit_split(script: Path, cwd: Path, workers: int, *, settings: Settings | 
     profile = choose_profile(spec, settings)
     spec = replace(spec, queue="") if spec.queue == profile.name else spec
     return submit_spec(spec, profile, settings, os.environ if env is None else env)
+
+
+def plan_jobfile(path: Path, task_hours: float, *, region: str | None = None, spot: bool = True,
+                 settings: Settings | None = None) -> list[FanoutOption]:
+    """`cryocloud plan job.toml --task-hours H`: the job file's fan-out priced on every machine that fits a task."""
+    from cryocloud.jobs.jobfile import read_jobfile
+    from cryocloud.planner.catalog import default_catalog
+    from cryocloud.planner.plan import local_machine
+
+    if task_hours <= 0:
+        raise SubmissionError(f"--task-hours {task_hours} is not a length of time",
+                              "give the hours one task takes, measured on one task, e.g. 0.25")
+    settings = settings or load_settings()
+    v = read_jobfile(path)
+    r = v["resources"]
+    needs = FanoutNeeds(v["tasks"], task_hours, r["cores"], r["gpus"], r["memory_gb"])
+    here = local_machine(settings)
+    return plan_fanout(needs, default_catalog(), region or settings.aws.region, local_cpus=here.vcpus,
+                       local_gpus=here.gpus, local_memory_gib=here.memory_gib,
+                       workstation_rate=settings.general.workstation_usd_per_hour, spot=spot)
