@@ -105,3 +105,42 @@ def test_aws_refuses_a_fanout_when_submitted(tmp_path: Path, cryocloud_home: Pat
         submit_jobfile(tmp_path / "f.toml", profile="cloud")
     assert "local or Slurm" in e.value.hint
     assert not (tmp_path / "Runs/f001").exists()
+
+
+def test_a_fanout_says_how_far_it_is_and_a_killed_driver_fails_it(tmp_path: Path) -> None:
+    """While it runs, `status` counts the tasks that ended; a driver killed outright (OOM killer, kill -9) ends
+    the job as failed, and the tasks it left running are stopped."""
+    import os
+    import signal
+
+    from cryocloud.app.jobs import refresh
+    from cryocloud.proc import pid_alive
+
+    flag = tmp_path / "never"
+    (tmp_path / "k.toml").write_text(
+        f'command = ["sh", "-c", "[ {{task}} = 0 ] || {flag_wait(flag)}"]\ntasks = 3\n[resources]\ncores = 1\n')
+    done = submit_jobfile(tmp_path / "k.toml")
+    jd = tmp_path / done.job.name
+
+    def message() -> str:
+        refresh(load_settings()).close()
+        return str(job_row(done.job.id).message)
+
+    assert wait_for(lambda: message().startswith("1 of 3 tasks ended: 1 succeeded"))
+    assert wait_for(lambda: (jd / "tasks/0001/run.out").exists()
+                    and "started on" in (jd / "tasks/0001/run.out").read_text())
+    from cryocloud.jobs import control
+
+    cdir = jd / ".cryocloud" / f"job{done.job.id}"
+    assert wait_for(lambda: "child_pgid" in (control.read_json(control.task_dir(cdir, 1) / control.AGENT) or {}))
+    pgid = control.read_json(control.task_dir(cdir, 1) / control.AGENT)["child_pgid"]  # type: ignore[index]
+    from cryocloud.ledger import Ledger
+
+    ledger = Ledger(load_settings().ledger_path)
+    attempt = ledger.last_attempt(done.job.id)
+    ledger.close()
+    assert attempt is not None
+    os.kill(int(attempt.handle_data["pid"]), signal.SIGKILL)
+    assert ended(done.job.id) == "failed"
+    assert wait_for(lambda: not pid_alive(pgid))
+    assert (jd / "RELION_JOB_EXIT_FAILURE").exists()

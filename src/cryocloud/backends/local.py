@@ -82,12 +82,14 @@ class LocalBackend:
                 os.kill(pid, signal.SIGTERM)
 
     def cleanup(self, handle: Handle) -> None:
-        """After the agent vanished: kill what is left of the job's own process group."""
-        agent = control.read_json(Path(handle.data.get("control_dir", ".")) / control.AGENT) or {}
-        pgid = agent.get("child_pgid")
-        if isinstance(pgid, int) and pgid > 1:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+        """After the agent vanished: kill what is left of the job's own process group (each task's, for a fan-out)."""
+        cdir = Path(handle.data.get("control_dir", "."))
+        tasks = int(handle.data.get("tasks", 1))
+        for d in [cdir, *(control.task_dir(cdir, i) for i in range(tasks) if tasks > 1)]:  # a fan-out's tasks too
+            pgid = (control.read_json(d / control.AGENT) or {}).get("child_pgid")
+            if isinstance(pgid, int) and pgid > 1:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
 
     def logs(self, handle: Handle) -> tuple[Path, Path]:
         cdir = Path(handle.data.get("control_dir", "."))

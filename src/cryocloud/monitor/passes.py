@@ -177,6 +177,8 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                         runlog.note(spec.folder, f"running ({status.message})" if status.message else "running")
                 if staged and status.state == State.RUNNING:
                     _forward_abort(spec, cdir, backends(job), attempt.handle_data)
+                if shards > 1 and (line := fanout.progress(cdir, shards)) and line != job.message:
+                    ledger.update_job(job.id, message=line)  # `status` says how many tasks ended, and how
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
                 continue
             result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
@@ -187,6 +189,7 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 result = fanout.gather(cdir, spec, shards, why, clock, _job_env(settings, job))
                 if result is None:
                     continue  # the final pass started now
+                _end_machine(backends(job), attempt.handle_data, spec)  # what tasks that did not report left running
             if result is None:
                 why = None
                 if status.interrupted:
