@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from slurm_overhead import bare_array  # noqa: E402  (the bare peer, one definition for P3 and P7)
+
 MARKERS = ("RELION_JOB_EXIT_SUCCESS", "RELION_JOB_EXIT_FAILURE", "RELION_JOB_EXIT_ABORTED")
 
 
@@ -41,15 +44,6 @@ def wait_marker(job_dir: Path, timeout: float = 3600) -> float:
                 return time.perf_counter()
         time.sleep(0.01)
     raise TimeoutError(job_dir)
-
-
-def wait_files(folder: Path, n: int, timeout: float = 3600) -> float:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if sum(1 for _ in folder.glob("done_*")) >= n:
-            return time.perf_counter()
-        time.sleep(0.02)
-    raise TimeoutError(folder)
 
 
 def cryocloud_fanout(project: Path, tasks: int, profile: str) -> float:
@@ -68,19 +62,6 @@ def xargs_peer(tasks: int, width: int) -> float:
     subprocess.run(["xargs", "-P", str(width), "-n", "1", "true"], input="\n".join(map(str, range(tasks))),
                    text=True, check=True)
     return time.perf_counter() - t0
-
-
-def bare_array(work: Path, i: int, tasks: int, env: dict[str, str]) -> float:
-    d = work / f"bare_array{tasks}_{i}"
-    d.mkdir()
-    script = d / "job.sh"
-    script.write_text(f"#!/bin/bash\ntrue\ntouch {d}/done_${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_ID\n")
-    t0 = time.perf_counter()
-    for start in range(0, tasks, 1000):  # MaxArraySize is 1001 by default
-        end = min(tasks, start + 1000) - 1
-        subprocess.run(["sbatch", "--parsable", f"--array=0-{end - start}", "-o", "/dev/null", str(script)],
-                       env=env, check=True, capture_output=True)
-    return wait_files(d, tasks) - t0
 
 
 def local_part(work: Path, a: argparse.Namespace) -> dict[str, list[float]]:
