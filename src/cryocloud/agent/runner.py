@@ -63,7 +63,7 @@ class Outcome:
 class Runner:
     def __init__(self, control_dir: Path, clock: Callable[[], float] = time.time, project: Path | None = None) -> None:
         self.control_dir = control_dir
-        launch = control.read_json(control_dir / control.LAUNCH)
+        launch = control.read_launch(control_dir)
         if launch is None:
             raise SystemExit(f"cryocloud agent: no readable {control.LAUNCH} in {control_dir}")
         self.spec = JobSpec.from_dict(launch["spec"])
