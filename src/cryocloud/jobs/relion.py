@@ -40,6 +40,10 @@ EXTRAS = {
                "cryocloud: the machine to run on (an AWS instance type, e.g. g5.xlarge); a local job is priced "
                "as if it ran there. Empty: the profile's instance_type, else the cheapest machine that fits, "
                "as the planner picks it."),
+    "extra4": ("split", "Split over N workers:",
+               "cryocloud: run RELION's MotionCorr, CtfFind, AutoPick or Extract as N shards of the micrograph "
+               "list, each a worker of its own (local slots or a Slurm array), then one --only_do_unfinished pass "
+               "over the whole list that writes RELION's STAR files. Empty or 1: one worker."),
 }
 # Queue names that mean "nothing chosen": RELION's built-in default and what `relion setup` exports.
 UNSET_QUEUES = frozenset({"", "openmpi", "default"})
