@@ -46,7 +46,8 @@ ROWS = {
     ("Running", "extra1"): 167,
     ("Running", "extra2"): 189,
     ("Running", "extra3"): 211,
-    ("Running", "Minimum dedicated cores per node:"): 254,
+    ("Running", "extra4"): 233,
+    ("Running", "Minimum dedicated cores per node:"): 276,
 }
 HELP_X = 686  # a field's "?" button
 RUN_BUTTON = (740, 345)
@@ -63,7 +64,7 @@ def test_cryocloud_labels_fit_relions_label_column() -> None:
     longest_relion_label = "Minimum dedicated cores per node:"
     env = relion_environment(Path("/p/.cryocloud/relion_template.sh"), load_settings())
     labels = [env[f"RELION_QSUB_EXTRA{i}"] for i in range(1, len(EXTRAS) + 1)]
-    assert labels == ["Wall time (HH:MM:SS):", "Max cost (USD):", "Machine:"]
+    assert labels == ["Wall time (HH:MM:SS):", "Max cost (USD):", "Machine:", "Split over N workers:"]
     assert all(len(label) <= len(longest_relion_label) for label in labels)
     for i in range(1, len(EXTRAS) + 1):
         help_text = env[f"RELION_QSUB_EXTRA{i}_HELP"]

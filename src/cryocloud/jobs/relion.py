@@ -43,7 +43,7 @@ EXTRAS = {
     "extra4": ("split", "Split over N workers:",
                "cryocloud: run RELION's MotionCorr, CtfFind, AutoPick or Extract as N shards of the micrograph "
                "list, each a worker of its own (local slots or a Slurm array), then one --only_do_unfinished pass "
-               "over the whole list that writes RELION's STAR files. Empty or 1: one worker."),
+               "over the whole list that writes RELION's STAR files. Empty: one worker (as 1)."),
 }
 # Queue names that mean "nothing chosen": RELION's built-in default and what `relion setup` exports.
 UNSET_QUEUES = frozenset({"", "openmpi", "default"})
