@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cleanup": ("cryocloud.cli.storage_cmds:cleanup", "Remove what cryocloud left behind (dry run by default)."),
     "aws": ("cryocloud.cli.aws_cmds:aws", "A lab's AWS account made ready for cryocloud: bootstrap."),
     "sandbox": ("cryocloud.cli.sandbox_cmds:sandbox", "A local AWS on this machine (EC2, S3, simulated nodes): up, down, status."),
+    "watch": ("cryocloud.onthefly.commands:watch", "Upload and preprocess a microscope session while it is collected."),
+    "simulate-session": ("cryocloud.onthefly.commands:simulate_session", "Write synthetic movies like a microscope (tests, demos)."),
 }
 HIDDEN = {"agent"}
 
