@@ -270,6 +270,7 @@ class Watcher:
     def _launch(self, batch: int, names: list[str], split: int) -> None:
         folder = self.project / self.link_dir
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             for rel in names:
                 link = folder / link_name(rel)
                 if not link.is_symlink():

@@ -111,6 +111,8 @@ def set_split(project: Path, job_dir: str, workers: int) -> bool:
     import gemmi
 
     path = project / job_dir / "job.star"
+    if not path.exists():
+        return False
     doc = gemmi.cif.read_file(str(path))
     for block in doc:
         table = block.find("_rlnJobOption", ["Variable", "Value"])

@@ -1,0 +1,88 @@
+"""Bad input at the watcher, without RELION running (each pass driven by hand with a fake clock): the movie or
+the session is reported with a hint and the rest goes on; nothing is recorded twice."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from cryocloud.app.watch import Watcher, WatchRequest
+from cryocloud.session import records
+from onthefly.test_units import mrc
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(tmp_path: Path, extra: str = "") -> tuple[Watcher, Clock, Path]:
+    session, project = tmp_path / "session", tmp_path / "project"
+    session.mkdir()
+    project.mkdir()
+    (project / "s.toml").write_text(f"pixel_size = 1.0\ndose_per_frame = 1.0\nsettle_seconds = 2\n{extra}")
+    clock = Clock()
+    w = Watcher(WatchRequest(session, project, project / "s.toml", upload=str(tmp_path / "store")), clock=clock)
+    w.jobs = {"Import": "Import/job001/", "MotionCorr": "MotionCorr/job002/"}  # as prepare() would record them
+    return w, clock, session
+
+
+def passes(w: Watcher, clock: Clock, n: int = 3) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for _ in range(n):
+        clock.t += 3
+        out = w.step()
+        if w.uploading is not None:
+            w.uploading.result()
+    return out
+
+
+def test_wrong_pixel_size_and_missing_gain_are_reported_and_uploads_go_on(tmp_path: Path) -> None:
+    w, clock, session = make(tmp_path, 'gain_ref = "Gain/gain.mrc"\n')
+    mrc(session / "good.mrc", apix=1.0)
+    mrc(session / "wrong.mrc", apix=1.4)
+    n = passes(w, clock)
+    assert n["rejected"] == 1 and n["batches"] == 0  # the gain is missing: processing waits
+    assert any("gain reference Gain/gain.mrc is missing" in p for p in n["problems"])  # type: ignore[attr-defined]
+    rows = {m["name"]: m for m in records.movies(w.ledger.db, w.session.id)}
+    assert "pixel size 1.4" in rows["wrong.mrc"]["message"] and "hint:" in rows["wrong.mrc"]["message"]
+    assert rows["good.mrc"]["verified_at"] and rows["good.mrc"]["uploads"] == 1  # the archive copy is made anyway
+    assert rows["wrong.mrc"]["uploaded_at"] is None
+    w.close()
+
+
+def test_a_vanished_session_folder_is_reported_and_nothing_is_lost(tmp_path: Path) -> None:
+    w, clock, session = make(tmp_path, "min_batch = 10\nmax_wait_seconds = 600\n")
+    mrc(session / "a.mrc")
+    passes(w, clock)
+    os.rename(session, session.with_name("away"))  # the share unmounted
+    n = passes(w, clock, 2)
+    assert any("is not there" in p for p in n["problems"])  # type: ignore[attr-defined]
+    os.rename(session.with_name("away"), session)
+    mrc(session / "b.mrc")
+    n = passes(w, clock)
+    assert n["problems"] == [] and n["settled"] == 2
+    assert [m["uploads"] for m in records.movies(w.ledger.db, w.session.id)] == [1, 1]
+    w.close()
+
+
+def test_a_full_disk_while_linking_is_reported_and_the_batch_kept(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    w, clock, session = make(tmp_path)
+    mrc(session / "a.mrc")
+
+    def full(self: Path, target: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "symlink_to", full)
+    n = passes(w, clock)
+    assert any("No space left" in p and "free space" in p for p in n["problems"])  # type: ignore[attr-defined]
+    (batch,) = records.batches(w.ledger.db, w.session.id)
+    assert batch["state"] == "running" and records.batch_movies(w.ledger.db, w.session.id, batch["id"]) == ["a.mrc"]
+    w.close()
