@@ -86,3 +86,19 @@ def test_a_full_disk_while_linking_is_reported_and_the_batch_kept(tmp_path: Path
     (batch,) = records.batches(w.ledger.db, w.session.id)
     assert batch["state"] == "running" and records.batch_movies(w.ledger.db, w.session.id, batch["id"]) == ["a.mrc"]
     w.close()
+
+
+def test_the_live_view_shows_the_numbers_and_problems(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from cryocloud.onthefly.view import render
+
+    w, clock, session = make(tmp_path, 'gain_ref = "Gain/gain.mrc"\n')
+    mrc(session / "good.mrc")
+    n = passes(w, clock)
+    console = Console(record=True, width=160)
+    console.print(render(n))
+    text = console.export_text()
+    assert "uploaded" in text and "1 (1 verified)" in text and "good.mrc" in text and "yes" in text
+    assert "! the gain reference Gain/gain.mrc is missing" in text
+    w.close()
