@@ -267,7 +267,8 @@ class Watcher:
         return any(j.active for kind in ("MotionCorr", "CtfFind") if kind in self.jobs
                    for j in self.ledger.jobs_in_dir(str(self.project), self.jobs[kind]))
 
-    def _launch(self, batch: int, names: list[str], split: int) -> None:
+    def _link(self, names: list[str]) -> bool:
+        """Link a batch's movies into the folder Import reads (idempotent); False (and a problem shown) on failure."""
         folder = self.project / self.link_dir
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -278,8 +279,13 @@ class Watcher:
         except OSError as e:
             hint = "free space on the project's disk" if e.errno == errno.ENOSPC else "check the project's folder"
             self._problem("links", f"cannot link movies into {folder}: {e.strerror} ({hint}); retrying")
-            return
+            return False
         self._problem("links", None)
+        return True
+
+    def _launch(self, batch: int, names: list[str], split: int) -> None:
+        if not self._link(names):
+            return
         if not relion.set_split(self.project, self.jobs["MotionCorr"], split):
             split = 1
         try:
