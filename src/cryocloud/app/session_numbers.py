@@ -46,7 +46,7 @@ def numbers(ledger: Ledger, session: Session, now: float | None = None, growing:
     waiting = sum(1 for r in rows if r["state"] == SETTLED and r["batch_id"] is None)
     return {
         "session": {"id": session.id, "dir": session.session_dir, "project": session.project_dir,
-                    "profile": session.profile, "store": session.store_url, "relion_jobs": session.relion_jobs},
+                    "profile": session.profile, "user": session.user, "store": session.store_url, "relion_jobs": session.relion_jobs},
         "at": now,
         "seen": len(rows) + growing,
         "growing": growing,

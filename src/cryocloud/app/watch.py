@@ -98,7 +98,7 @@ class Watcher:
         self.session_dir = req.session_dir.resolve()
         self.ledger = Ledger(self.cryo.ledger_path)
         self.session = records.open_session(self.ledger.db, str(self.session_dir), str(self.project), req.profile,
-                                            req.upload)
+                                            req.upload, self.cryo.user)
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", self.session_dir.name) or "session"
         self.link_dir = f"Movies/{base}"
         self.env = _relion_env(self.project, self.cryo, os.environ if env is None else env)

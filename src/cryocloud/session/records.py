@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     session_dir TEXT NOT NULL,
     project_dir TEXT NOT NULL,
     profile TEXT NOT NULL DEFAULT '',
+    user TEXT NOT NULL DEFAULT '',
     store_url TEXT NOT NULL DEFAULT '',
     relion_jobs TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
@@ -78,6 +79,7 @@ class Session:
     session_dir: str
     project_dir: str
     profile: str
+    user: str
     store_url: str
     relion_jobs: dict[str, str]
     created_at: float
@@ -93,9 +95,10 @@ def _session(row: sqlite3.Row) -> Session:
     return Session(**d)
 
 
-def open_session(db: sqlite3.Connection, session_dir: str, project_dir: str, profile: str, store_url: str) -> Session:
-    db.execute("INSERT OR IGNORE INTO sessions (session_dir, project_dir, created_at) VALUES (?, ?, ?)",
-               (session_dir, project_dir, time.time()))
+def open_session(db: sqlite3.Connection, session_dir: str, project_dir: str, profile: str, store_url: str,
+                 user: str = "") -> Session:
+    db.execute("INSERT OR IGNORE INTO sessions (session_dir, project_dir, user, created_at) VALUES (?, ?, ?, ?)",
+               (session_dir, project_dir, user, time.time()))
     db.execute("UPDATE sessions SET profile = ?, store_url = CASE WHEN ? != '' THEN ? ELSE store_url END "
                "WHERE session_dir = ? AND project_dir = ?", (profile, store_url, store_url, session_dir, project_dir))
     found = find_session(db, session_dir, project_dir)
