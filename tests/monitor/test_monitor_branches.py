@@ -239,7 +239,7 @@ def test_a_fan_out_ends_once_when_its_last_shard_reports(world) -> None:  # type
     one_pass(settings, ledger, fake, clock)
     assert state(ledger, job) == "failed" and "task 1: " in ledger.job(job).message  # type: ignore[union-attr]
     assert markers(project / "External/job001") == ["RELION_JOB_EXIT_FAILURE"]
-    assert "3 array tasks ended: 2 succeeded; job failed" in (project / "External/job001/run.out").read_text()
+    assert "2 of 3 tasks succeeded, 1 did not; job failed" in (project / "External/job001/run.out").read_text()
 
 
 def test_a_job_waiting_in_the_backends_queue_is_starting_and_costs_nothing(world) -> None:  # type: ignore[no-untyped-def]

@@ -179,7 +179,7 @@ def test_fan_out_is_one_array_with_one_marker(slurm: Cluster, tmp_path: Path) ->
     assert ended(job) == "succeeded"
     assert sorted(p.read_text().strip() for p in tmp_path.glob("shard_*.txt")) == ["0/3", "1/3", "2/3"]
     assert markers(tmp_path / "External/job001") == ["RELION_JOB_EXIT_SUCCESS"]
-    assert "3 array tasks ended" in (tmp_path / "External/job001/run.out").read_text()
+    assert "3 of 3 tasks succeeded; job succeeded" in (tmp_path / "External/job001/run.out").read_text()
 
 
 def test_fan_out_larger_than_the_node_packs_shards(slurm: Cluster, tmp_path: Path) -> None:

@@ -75,6 +75,8 @@ def test_a_fan_out_larger_than_the_partition_packs_shards() -> None:
     a = st.sbatch_argv(spec(tasks=201), st.SlurmOptions(), batch_script="/cc/b.py", control_dir="/cc",
                        exports=[], job_name="x", pack=25)
     assert "--array=0-8" in a  # the last array task runs the one shard left
+    throttled = st.SlurmOptions.from_profile("hpc", {"array_throttle": 4})
+    assert "--array=0-199%4" in argv(spec(tasks=200), throttled)  # the profile's `%` throttle
 
 
 def test_export_is_an_explicit_list_never_the_whole_environment() -> None:

@@ -23,7 +23,7 @@ def test_setup_writes_template_and_evalable_exports(tmp_path: Path, capsys: pyte
     assert template == tmp_path / ".cryocloud" / "relion_template.sh" and os.access(template, os.X_OK)
     assert Path(env["RELION_QSUB_COMMAND"]).name == "cryocloud-qsub" and os.access(env["RELION_QSUB_COMMAND"], os.X_OK)
     assert env["PIPELINER_QSUB_COMMAND"] == env["RELION_QSUB_COMMAND"]
-    assert env["RELION_QUEUE_USE"] == "true" and env["RELION_QSUB_EXTRA_COUNT"] == "3"
+    assert env["RELION_QUEUE_USE"] == "true" and env["RELION_QSUB_EXTRA_COUNT"] == "4"
     assert "Submit to queue?" in err and "Standard submission script" in err
     # the template, once filled the way RELION fills it, is what `submit` reads
     filled = tmp_path / "s.sh"

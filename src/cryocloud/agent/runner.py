@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryocloud.jobs import cmdline, control, runlog
+from cryocloud.jobs import cmdline, control, runlog, tasks
 from cryocloud.jobs.environment import with_mpi_rights
 from cryocloud.jobs.markers import FAMILIES, MarkerFamily
 from cryocloud.jobs.spec import JobSpec
@@ -73,6 +73,11 @@ class Runner:
         self.shard: dict[str, int] | None = launch.get("shard")
         self.project = project or Path(self.spec.project_dir)  # a staged job runs in node-local scratch
         self.job_dir = self.project / self.spec.job_dir
+        self.index = self.shard["index"] if self.shard is not None else None
+        # a fan-out's last pass (RELION's --only_do_unfinished over the full list), run once every shard succeeded
+        self.final = bool(launch.get("final"))
+        self.workdir = self.project / tasks.workdir(self.spec, self.index)
+        self.what = f"task {self.index} of job {self.spec.name}" if self.index is not None else f"job {self.spec.name}"
         self.family: MarkerFamily = FAMILIES[self.spec.client]
         self.out = self.project / launch.get("stdout", self.spec.job_dir + "run.out")
         self.err = self.project / launch.get("stderr", self.spec.job_dir + "run.err")
@@ -124,11 +129,16 @@ class Runner:
         failed = self.control_dir / FAILED
         failed.unlink(missing_ok=True)
         program = self.control_dir / PROGRAM
-        ranks, lines = self.spec.resources.mpi, self.spec.commands
+        ranks = self.spec.resources.mpi
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.workdir != self.project:
+            tasks.link_inputs(self.spec, self.workdir, self.project)
+        lines = self.spec.fanout.final if self.final else tasks.commands(self.spec, self.index, self.control_dir,
+                                                                          self.project)
         program.write_text(program_text(lines, ranks, self.launcher, failed), encoding="utf-8")
         if ranks > 1 and any(cmdline.is_mpi(ln) for ln in lines):
             self.log(f"running with {ranks} MPI ranks: {mpi_prefix(ranks, self.launcher)}")
-        proc = start_process_group(["bash", str(program)], cwd=self.project, env=env,
+        proc = start_process_group(["bash", str(program)], cwd=self.workdir, env=env,
                                    stdout_path=self.out, stderr_path=self.err)
         self.record(child_pgid=proc.pid)  # lets the lab side stop the job's processes if we die
         try:
@@ -153,14 +163,25 @@ class Runner:
             return Outcome(State.ABORTED, rc, self._cancel_reason())
         if rc != 0:
             what = failed.read_text(errors="replace").strip() if failed.exists() else ""
+            if rc == 127:
+                return Outcome(State.FAILED, rc, f"command not found on {socket.gethostname()}: {what[:200]} "
+                               "(hint: install it there, or give its full path)")
             return Outcome(State.FAILED, rc, f"command exited with {rc}: {(what or 'the job script')[:200]}")
-        return None
+        missing = "" if self.final else tasks.check_outputs(self.spec, self.index, self.workdir)
+        return Outcome(State.FAILED, 0, missing) if missing else None
 
     def record(self, **values: object) -> None:
         self.state.update(values)
         control.write_json(self.control_dir / control.AGENT, self.state)
 
-    def run(self) -> Outcome:
+    def retryable(self, outcome: Outcome) -> bool:
+        """A failed task that may run again: not stopped by a signal, a cancel or an abort."""
+        return (outcome.state == State.FAILED and not self.terminated and not self._cancel_requested()
+                and not self._abort_requested())
+
+    def run(self, retry_left: bool = False) -> Outcome:
+        """Run the job (or shard) once. `retry_left`: a fan-out task that will run again if it fails; its
+        failure then goes to failed_try.json, not result.json, so the lab does not count it ended."""
         started = self.clock()
         self.record(pid=os.getpid(), host=socket.gethostname(), started_at=started)
         signal.signal(signal.SIGTERM, self._on_term)
@@ -169,7 +190,8 @@ class Runner:
         if self.shard is not None:
             env["CRYOCLOUD_TASK_INDEX"] = str(self.shard["index"])
             env["CRYOCLOUD_TASK_COUNT"] = str(self.shard["count"])
-        self.log(f"job {self.spec.name} started on {socket.gethostname()} (pid {os.getpid()})")
+        self.out.parent.mkdir(parents=True, exist_ok=True)  # a fan-out task's own folder
+        self.log(f"{self.what} started on {socket.gethostname()} (pid {os.getpid()})")
         outcome = self.run_program(env) or Outcome(State.SUCCEEDED, 0, "")
         # A program's own marker is the job's verdict as RELION sees it; keep the two views equal.
         own = self.family.existing(self.job_dir) if self.shard is None else None
@@ -182,11 +204,12 @@ class Runner:
         signalled = self.terminated or (code is not None and (code < 0 or code - 128 in (2, 9, 15)))
         deferred = (self.shard is None and self.lab_marks_signals and signalled and outcome.state == State.FAILED
                     and own is None and not self._cancel_requested())
-        control.write_json(self.control_dir / control.RESULT, {
+        report = control.FAILED_TRY if retry_left and self.retryable(outcome) else control.RESULT
+        control.write_json(self.control_dir / report, {
             "state": outcome.state, "exit_code": outcome.exit_code, "message": outcome.message,
             "started_at": started, "ended_at": ended_at, **({"marker_deferred": True} if deferred else {}),
         })
-        self.log(f"job {outcome.state} after {ended_at - started:.1f} s"
+        self.log(f"{'task' if self.index is not None else 'job'} {outcome.state} after {ended_at - started:.1f} s"
                  + (f": {outcome.message}" if outcome.message and outcome.state != State.SUCCEEDED else ""))
         if self.shard is None and not deferred:
             self.family.write(self.job_dir, outcome.state)

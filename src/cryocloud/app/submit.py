@@ -15,7 +15,7 @@ from typing import Any
 from cryocloud.backends.base import Backend, get_backend
 from cryocloud.backends.registry import BACKENDS, Feature
 from cryocloud.errors import CryocloudError, JobFolderBusy, LaunchRefused, SubmissionError, close_matches
-from cryocloud.jobs import control, environment, runlog
+from cryocloud.jobs import control, environment, runlog, split
 from cryocloud.jobs.environment import job_environment
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.relion import job_dir_of, job_spec_from_script, read_script
@@ -83,6 +83,7 @@ def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
     try:
         settings = settings or load_settings(dict(env))
         spec = job_spec_from_script(script, cwd)
+        spec = split.split_spec(spec, split.workers_asked(spec))  # RELION's 'Split over N workers'
         profile = choose_profile(spec, settings)
         return submit_spec(_without_profile_queue(spec, profile), profile, settings, env, ledger_wait)
     except (JobFolderBusy, LaunchRefused):
@@ -124,8 +125,8 @@ def refuse_into_job(script: Path, cwd: Path, e: CryocloudError) -> None:
 def submit_spec(spec: JobSpec, profile: Profile, settings: Settings, env: Mapping[str, str],
                 ledger_wait: float = LOCK_WAIT) -> Submitted:
     """Record a JobSpec (from RELION's script, or built by a client, e.g. a fan-out) and start it on `profile`."""
+    BACKENDS[profile.backend].require(features_asked(spec, profile, settings))  # before any backend call
     backend = get_backend(profile, settings)  # an unusable backend is refused now, not later in the monitor
-    BACKENDS[profile.backend].require(features_asked(spec, profile, settings))
     job_env = job_environment(env, profile.pass_env())  # what the job needs, never the whole environment
     if profile.backend == "aws" and spec.client != "command" and not spec.relion_version:
         from cryocloud.jobs.relion import installed_version  # a cloud node must run the lab's RELION

@@ -46,7 +46,7 @@ class BackendInfo:
 
 
 HINTS = {
-    Feature.FANOUT: "submit it to a profile whose backend runs fan-outs (e.g. a Slurm profile)",
+    Feature.FANOUT: "a fan-out over cloud instances is not built yet: run it on a local or Slurm profile",
     Feature.STAGING: "use a profile whose nodes see the project folder (staging = \"none\")",
     Feature.STAGED_FANOUT: "use a profile whose nodes see the project folder (staging = \"none\")",
     Feature.REQUEUE: "resubmit it when it is interrupted",
@@ -54,7 +54,7 @@ HINTS = {
 }
 COMMON_KEYS = ("mpi_launcher", "pass_env")  # read by the submit path for every backend
 BACKENDS: dict[str, BackendInfo] = {
-    "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend"),
+    "local": BackendInfo("local", "cryocloud.backends.local:LocalBackend", features=frozenset({Feature.FANOUT})),
     "slurm": BackendInfo(
         "slurm", "cryocloud.backends.slurm:SlurmBackend", "cryocloud.backends.slurm_text:SlurmOptions",
         frozenset({Feature.FANOUT, Feature.STAGING, Feature.REQUEUE, Feature.QUEUES}),

@@ -22,7 +22,7 @@ from pathlib import Path
 from cryocloud.backends import slurm_text as st
 from cryocloud.backends.base import BackendStatus, Handle, Launch
 from cryocloud.errors import CommandError, CryocloudError, SubmissionError
-from cryocloud.jobs import control, runlog
+from cryocloud.jobs import control, runlog, tasks
 from cryocloud.jobs.markers import FAMILIES
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
@@ -90,7 +90,8 @@ class SlurmBackend:
         nodes = self._cluster_nodes(env)
         partition = st.partition_for(spec, self.opts)
         st.check_fits(spec, partition, nodes)
-        pack = st.shards_per_task(spec.tasks, st.slots(spec, partition, nodes)) if self.opts.pack_tasks else 1
+        pack = spec.fanout.pack or (
+            st.shards_per_task(spec.tasks, st.slots(spec, partition, nodes)) if self.opts.pack_tasks else 1)
         script = cdir / BATCH_SCRIPT
         launch_data = control.read_json(cdir / control.LAUNCH) or {}
         staging = launch_data.get("staging")  # the monitor staged the job's inputs (jobstage.py)
@@ -103,7 +104,7 @@ class SlurmBackend:
         script.chmod(0o755)
         control.write_json(cdir / control.LAUNCH, {**launch_data, "lab_marks_signals": True})
         if spec.tasks > 1:
-            self._write_shards(cdir, spec.tasks)
+            tasks.write_shards(cdir, spec)
         argv = st.sbatch_argv(spec, self.opts, batch_script=str(script), control_dir=str(cdir),
                               exports=st.export_names(env),
                               job_name=f"cryocloud-{launch.job_id}-{spec.name}".rstrip("/"), pack=pack, staged=staged)
@@ -117,12 +118,6 @@ class SlurmBackend:
             shards = f" (array of {spec.tasks} tasks" + (f", {pack} per array task" if pack > 1 else "") + ")"
         runlog.note(spec.folder, f"Slurm job {job_id}{shards} submitted to {partition or 'the default partition'}")
         return Handle(self.name, {"job_id": job_id, "tasks": spec.tasks, "control_dir": str(cdir)})
-
-    def _write_shards(self, cdir: Path, tasks: int) -> None:
-        launch = control.read_json(cdir / control.LAUNCH) or {}
-        for i in range(tasks):
-            (cdir / f"task{i}").mkdir(exist_ok=True)
-            control.write_json(cdir / f"task{i}" / control.LAUNCH, {**launch, "shard": {"index": i, "count": tasks}})
 
     def _squeue(self) -> list[st.QueueRow]:
         """All of the user's jobs, one squeue per SQUEUE_TTL; a controller that does not answer is asked once."""

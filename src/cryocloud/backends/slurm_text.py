@@ -101,6 +101,7 @@ class SlurmOptions:
     jobcomp: str = ""  # a jobcomp/filetxt file readable here (test clusters without slurmdbd)
     profile: str = ""  # the profile's name: RELION's Queue name equal to it chose the profile, not a partition
     pack_tasks: bool = True  # a fan-out larger than the partition can run at once: several shards per array task
+    array_throttle: int = 0  # at most this many array tasks of one fan-out run at once (`--array=...%N`; 0: no limit)
     max_requeues: int = 3  # times a preempted (or node-failed) job that can continue is resubmitted
 
     @classmethod
@@ -226,7 +227,8 @@ def sbatch_argv(spec: JobSpec, opts: SlurmOptions, *, batch_script: str, control
     if r.gpus > 0:
         argv.append(f"--gres=gpu:{r.gpus}" if opts.gpu_flag == "gres" else f"--gpus={r.gpus}")
     if spec.tasks > 1:
-        argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}")
+        throttle = f"%{opts.array_throttle}" if opts.array_throttle > 0 else ""
+        argv.append(f"--array=0-{math.ceil(spec.tasks / max(1, pack)) - 1}{throttle}")
     argv.append("--export=" + (",".join(exports) if exports else "NONE"))
     argv.extend(opts.sbatch_args)
     if staged is not None:
@@ -246,16 +248,13 @@ def batch_script_text(python: str) -> str:
         f"#!{python}\n"
         "# cryocloud: start the agent for one Slurm job; argv[1] is its control folder. An array task runs the\n"
         "# fan-out shards argv[2] * SLURM_ARRAY_TASK_ID + 0..argv[2]-1 (of argv[3]), each with its own control\n"
-        "# folder task<N>, one after the other; it stops early only when the job was cancelled, aborted or killed.\n"
-        "import os\nimport sys\nfrom pathlib import Path\n\nfrom cryocloud.agent.runner import Runner\n\n"
+        "# folder task<N> and the job's retries, one after the other (agent/shards.py).\n"
+        "import os\nimport sys\nfrom pathlib import Path\n\nfrom cryocloud.agent.runner import Runner\n"
+        "from cryocloud.agent.shards import run_range\n\n"
         "control = Path(sys.argv[1])\ntask = os.environ.get('SLURM_ARRAY_TASK_ID')\n"
         "if task is None:\n    raise SystemExit(0 if Runner(control).run().state == 'succeeded' else 1)\n"
-        "pack, count = int(sys.argv[2]), int(sys.argv[3])\nrc = 0\n"
-        "for i in range(int(task) * pack, min(count, (int(task) + 1) * pack)):\n"
-        "    runner = Runner(control / f'task{i}')\n    outcome = runner.run()\n"
-        "    rc = rc or (0 if outcome.state == 'succeeded' else 1)\n"
-        "    if outcome.state == 'aborted' or runner.terminated:\n        break\n"
-        "raise SystemExit(rc)\n"
+        "pack, count = int(sys.argv[2]), int(sys.argv[3])\n"
+        "raise SystemExit(run_range(control, int(task) * pack, pack, count))\n"
     )
 
 

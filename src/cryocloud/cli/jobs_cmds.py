@@ -10,19 +10,81 @@ import click
 
 @click.command()
 @click.argument("script", type=click.Path(path_type=Path))
-def submit(script: Path) -> None:
-    """Submit SCRIPT, the run_submit.script RELION filled from cryocloud's template.
+@click.option("--split", "workers", type=click.IntRange(min=1), default=None,
+              help="A RELION MotionCorr/CtfFind/AutoPick/Extract script: run it over N workers (default: RELION's "
+                   "'Split over N workers' field).")
+@click.option("--profile", default="", help="A job file's profile (default: its `profile` key, else the default).")
+def submit(script: Path, workers: int | None, profile: str) -> None:
+    """Submit SCRIPT: RELION's run_submit.script, or a job file (job.toml).
 
     RELION calls this for you (as `cryocloud-qsub <job>/run_submit.script`, from the project
     folder) when a job runs with "Submit to queue" = Yes. It returns at once and prints the job id.
 
     Where the job runs, first match wins: RELION's "Queue name" when it names a profile
     (e.g. local, slurm), else $CRYOCLOUD_BACKEND, else the config's default_profile, else local.
+
+    \b
+    A job file (TOML) runs any command over N tasks and keeps the best:
+      command = ["python", "relax.py", "--seed", "{seed}"]   # {task}, {seed}, [[params]] names
+      inputs = ["peptide.pdb"]          # linked into each task's folder Runs/<name>NNN/tasks/NNNN/
+      outputs = ["model.pdb"]           # globs each task must write
+      tasks = 16                        # or one [[params]] table per task
+      seed = 1                          # task i gets seed + i, unless its [[params]] says
+      retries = 1                       # a failed task runs again, then counts as failed
+      pack = 0                          # tasks per worker (0: as many workers as fit)
+      [resources]                       # cores, gpus, memory_gb, scratch_gb, wall_time
+      cores = 1
+      [select]                          # best K by a column of each task's score file
+      file = "score.sc"
+      column = "total_score"
+      keep = 4
+      order = "min"                     # or "max"
     """
+    if script.suffix == ".toml":
+        from cryocloud.app.run import submit_jobfile
+
+        done = submit_jobfile(script, profile=profile)
+        click.echo(f"Submitted job {done.job.id} ({done.job.name} on {done.profile.name}, "
+                   f"{_tasks(done.job.spec)} tasks)")
+        return
+    if workers is not None:
+        from cryocloud.app.run import submit_split
+
+        done = submit_split(script, Path.cwd(), workers)
+        click.echo(f"Submitted job {done.job.id} ({done.job.name} on {done.profile.name}, split over {workers})")
+        return
     from cryocloud.app.submit import submit
 
-    job_id, name, profile = submit(script, Path.cwd())
-    click.echo(f"Submitted job {job_id} ({name} on {profile})")
+    job_id, name, where = submit(script, Path.cwd())
+    click.echo(f"Submitted job {job_id} ({name} on {where})")
+
+
+def _tasks(spec_json: str) -> int:
+    return int(json.loads(spec_json).get("tasks", 1))
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--profile", default="", help="Where to run it (a profile or backend; default as for RELION jobs).")
+@click.option("--machine", default="", help="The machine to price (and on AWS, run) it on, e.g. c6i.2xlarge.")
+@click.option("--input", "inputs", multiple=True, help="A file or folder the command reads (staged to cloud nodes).")
+@click.option("--output", "outputs", multiple=True, help="A glob the command must write; the job fails without it.")
+@click.option("--name", default="run", help="Job folder name: Runs/<name>NNN/ (run.out, run.err).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(profile: str, machine: str, inputs: tuple[str, ...], outputs: tuple[str, ...], name: str,
+        command: tuple[str, ...]) -> None:
+    """Run any COMMAND as a cryocloud job: the same agent, logs, abort, exit status, cost and ledger as a RELION
+    job. It runs in this folder; its output goes to Runs/<name>NNN/run.out and run.err.
+
+    \b
+      cryocloud run -- python fit.py --seed 3
+      cryocloud run --profile slurm --input data.csv --output 'fit_*.json' -- python fit.py
+      cryocloud status            # its state; `cryocloud cancel ID` stops it
+    """
+    from cryocloud.app.run import submit_command
+
+    done = submit_command(list(command), Path.cwd(), profile=profile, machine=machine, inputs=list(inputs),
+                          outputs=list(outputs), name=name)
+    click.echo(f"Submitted job {done.job.id} ({done.job.name} on {done.profile.name})")
 
 
 @click.command()

@@ -12,7 +12,8 @@ from cryocloud.errors import CryocloudError
 
 # name -> "module:attribute" of a click command or group. The one list of top-level commands.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "submit": ("cryocloud.cli.jobs_cmds:submit", "Submit a RELION job script (what RELION's queue calls)."),
+    "submit": ("cryocloud.cli.jobs_cmds:submit", "Submit a RELION job script (what RELION's queue calls) or a job file."),
+    "run": ("cryocloud.cli.jobs_cmds:run", "Run any command as a job (same logs, abort, cost and ledger)."),
     "status": ("cryocloud.cli.jobs_cmds:status", "Show jobs and their state (all active and recent, or one)."),
     "cancel": ("cryocloud.cli.jobs_cmds:cancel", "Stop a job (by id or RELION job folder); it ends as aborted."),
     "costs": ("cryocloud.cli.costs_cmds:costs", "What jobs cost: wall time, backend, machine, USD."),

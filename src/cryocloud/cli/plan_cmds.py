@@ -37,16 +37,18 @@ def _size_options(f: Any) -> Any:
 @click.option("--top", type=int, default=10, show_default=True, help="How many options to show.")
 @click.option("--workflow", type=click.Path(path_type=Path), help="Price a whole workflow CSV (e.g. the founding table).")
 @click.option("--list-types", is_flag=True, help="List the catalog's instance types in the region.")
+@click.option("--task-hours", type=float, help="A job file (job.toml): hours one of its tasks takes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plan(script: Path | None, job_type: str | None, deadline: float | None, instance: str | None,
          region: str | None, gpus: int, on_demand_only: bool, live_spot: bool, top: int, workflow: Path | None,
-         list_types: bool, as_json: bool, **sizes: float) -> None:
+         list_types: bool, task_hours: float | None, as_json: bool, **sizes: float) -> None:
     """Predict hours and cost of a job on every machine that fits, and on this workstation.
 
     \b
     cryocloud plan --job-type Class3D --particles 200000 --box 300 --classes 4 --deadline 8
     cryocloud plan Class2D/job012/run_submit.script       # a RELION job, sizes read from it
     cryocloud plan --workflow seed-empiar10061-costs.csv  # a workflow, as recorded and today
+    cryocloud plan relax.toml --task-hours 0.5            # a job file's fan-out, packed onto each machine
     """
     from cryocloud.errors import CryocloudError
     from cryocloud.settings import load_settings
@@ -55,6 +57,9 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
     region = region or settings.aws.region
     if list_types:
         _list_types(region, as_json)
+        return
+    if script is not None and script.suffix == ".toml":
+        _plan_jobfile(script, task_hours, region, not on_demand_only, top, as_json)
         return
     if workflow:
         from cryocloud.cli.plan_render import show_workflow
@@ -81,6 +86,24 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
     from cryocloud.cli.plan_render import show_plan
 
     show_plan(result, top, as_json)
+
+
+def _plan_jobfile(path: Path, task_hours: float | None, region: str, spot: bool, top: int, as_json: bool) -> None:
+    from cryocloud.app.run import plan_jobfile
+    from cryocloud.cli.render import table
+    from cryocloud.errors import CryocloudError
+
+    if task_hours is None:
+        raise CryocloudError("a job file's fan-out needs --task-hours", "time one task, then e.g. --task-hours 0.25")
+    options = plan_jobfile(path, task_hours, region=region, spot=spot)
+    rows = [{"machine": o.machine, "market": o.market or "-", "at_once": o.at_once, "hours": round(o.hours, 3),
+             "usd_per_hour": round(o.usd_per_hour, 4), "usd": round(o.usd, 4)} for o in options]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table(f"{path.name}: tasks x {task_hours} h, packed onto one machine", ["machine", "market", "tasks at once",
+          "hours", "USD/h", "USD"], [list(r.values()) for r in rows[:top] + [  # and always this machine
+          r for r in rows[top:] if r["machine"] == "this workstation"]])
 
 
 def _list_types(region: str, as_json: bool) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
+FAILED_TRY = "failed_try.json"  # a fan-out task's failed run that will be retried (not its result)
+FINAL = "final"  # a fan-out's last pass (RELION's --only_do_unfinished), in its own control folder
 PULLED_BYTES = "pulled_bytes"
 STALLED = "stalled.json"
 
@@ -38,6 +40,11 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
+
+
+def task_dir(cdir: Path, index: int) -> Path:
+    """The control folder of a fan-out's task `index` (each shard reports there, never to the job's own)."""
+    return cdir / f"task{index}"
 
 
 def control_dir_for(project_dir: Path, job_dir: str, job_id: int) -> Path:

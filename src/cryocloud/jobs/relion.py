@@ -30,6 +30,7 @@ EXTRAS = {
     "extra1": ("wall_time", "Wall time, HH:MM:SS (cryocloud; empty = no limit)"),
     "extra2": ("max_usd", "Max cost, USD (cryocloud; empty = budget from config)"),
     "extra3": ("machine", "Machine to price the job on, e.g. g5.xlarge (cryocloud; empty = the cheapest that fits)"),
+    "extra4": ("split", "Split over N workers (cryocloud; MotionCorr, CtfFind, AutoPick, Extract; empty = 1)"),
 }
 # Queue names that mean "nothing chosen": RELION's built-in default and what `relion setup` exports.
 UNSET_QUEUES = frozenset({"", "openmpi", "default"})

@@ -28,6 +28,29 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class Select:
+    """Keep the best `keep` of a fan-out's results by one column of each task's score file."""
+
+    file: str  # relative to each task's folder, e.g. "score.sc"
+    column: str  # e.g. "total_score"
+    keep: int
+    order: str = "min"  # min: lower is better (energies); max: higher is better
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """How a job's N tasks differ and end (jobs/tasks.py reads it; the monitor gathers by it)."""
+
+    params: list[dict[str, str]] = field(default_factory=list)  # one per task, substituted into `argv`
+    retries: int = 0  # times a failed task is run again before it counts as failed
+    pack: int = 0  # tasks one worker runs one after the other (0: derived from the machine)
+    task_dirs: bool = False  # each task runs in <jobdir>tasks/<NNNN>/ (commands); else in the project folder
+    select: Select | None = None
+    split: dict[str, Any] | None = None  # a RELION per-micrograph job split into shards (jobs/split.py)
+    final: list[str] = field(default_factory=list)  # run at the lab once every task succeeded (RELION's pass)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str  # RELION's job folder ("Class2D/job002/") or a free name
     client: str  # marker family: "relion", "pipeliner" or "command"
@@ -42,6 +65,9 @@ class JobSpec:
     script: str = ""  # the submission script, absolute
     relion_version: str = ""
     tasks: int = 1  # fan-out: number of shards
+    argv: list[str] = field(default_factory=list)  # a command job's arguments, with {task}/{seed}/{name} fields
+    outputs: list[str] = field(default_factory=list)  # globs each task must write (relative to where it runs)
+    fanout: Fanout = field(default_factory=Fanout)
 
     @property
     def folder(self) -> Path:
@@ -60,6 +86,10 @@ class JobSpec:
         d = dict(d)
         d["resources"] = Resources(**d.get("resources", {}))
         d["inputs"] = [InputFile(**f) for f in d.get("inputs", [])]
+        fan = dict(d.get("fanout") or {})
+        if fan.get("select"):
+            fan["select"] = Select(**fan["select"])
+        d["fanout"] = Fanout(**fan)
         return cls(**d)
 
     @classmethod

@@ -74,8 +74,7 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                     blocked.add(job.profile)
                     continue
                 cdir = Path(job.control_dir)
-                env = (environment.kept(settings.run_dir, job.id)
-                       or job_environment(os.environ, settings.profile(job.profile).pass_env()))
+                env = _job_env(settings, job)
                 launch = Launch(job.id, spec, cdir, env)
                 handle = backend.submit(launch)
             except CryocloudError as e:
@@ -93,6 +92,12 @@ def dispatch(settings: Settings, ledger: Ledger, clock: Clock = time.time,
             running.setdefault(job.profile, []).append(spec)
             started.append(job.id)
     return started
+
+
+def _job_env(settings: Settings, job: JobRow) -> dict[str, str]:
+    """What the job's processes get of the submitter's environment (kept at submit, never on disk in the project)."""
+    return (environment.kept(settings.run_dir, job.id)
+            or job_environment(os.environ, settings.profile(job.profile).pass_env()))
 
 
 def finish(ledger: Ledger, job: JobRow, attempt_id: int | None, result: dict[str, object],
@@ -135,8 +140,10 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
         staged = staging.staged(cdir)  # the node pushes its outputs back: the lab writes RELION's marker
         result = staging.read_result(settings, spec, cdir)
         shards = int(attempt.handle_data.get("tasks", spec.tasks)) if attempt is not None else spec.tasks
-        if result is None and shards > 1:
-            result = fanout.gather(cdir, spec, shards, None, clock)  # every shard reported: the job's end
+        if result is None and shards > 1:  # every shard reported: the job's end (or its final pass starts)
+            result = fanout.gather(cdir, spec, shards, None, clock, _job_env(settings, job))
+            if result is None and fanout.final_running(cdir):
+                continue  # the shards are done; RELION's final pass runs at the lab
         if result is not None and result.get("marker_deferred") and attempt is not None:
             # the agent was stopped by a signal it cannot explain (preemption? time limit?) and left the
             # marker to us: the backend's end state says why, and whether the job goes on
@@ -171,6 +178,8 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 if staged and status.state == State.RUNNING:
                     _forward_abort(spec, cdir, backends(job), attempt.handle_data)
                     _note_stall(ledger, job, cdir)
+                if shards > 1 and (line := fanout.progress(cdir, shards)) and line != job.message:
+                    ledger.update_job(job.id, message=line)  # `status` says how many tasks ended, and how
                 watch_budget(settings, ledger, job, backends(job), attempt.handle_data, clock)
                 continue
             result = staging.read_result(settings, spec, cdir)  # it may have landed meanwhile
@@ -178,7 +187,10 @@ def reconcile(settings: Settings, ledger: Ledger, clock: Clock = time.time,
                 continue  # the agent left the marker to us: the next pass asks the backend why (above)
             if result is None and shards > 1:  # the array ended: shards without a report failed
                 why = status.message or "ended without reporting (killed or crashed)"
-                result = fanout.gather(cdir, spec, shards, why, clock)
+                result = fanout.gather(cdir, spec, shards, why, clock, _job_env(settings, job))
+                if result is None:
+                    continue  # the final pass started now
+                _end_machine(backends(job), attempt.handle_data, spec)  # what tasks that did not report left running
             if result is None:
                 why = None
                 if status.interrupted:
