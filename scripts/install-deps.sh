@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what cryocloud's demo and tests need from Debian: RELION (CPU), Open MPI, Slurm + munge.
+# Install what cryocloud's demo and tests need from Debian: RELION (CPU), Open MPI, Slurm + munge, and chromium
+# (the dashboard's browser test drives it headless through Playwright; nothing is downloaded at run time).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 # usage: scripts/install-deps.sh            (SKIP_APT=1 to only check)
 set -euo pipefail
@@ -10,8 +11,9 @@ have mpirun || need+=(openmpi-bin)
 have slurmctld || need+=(slurm-wlm)
 have munged || need+=(munge)
 have gs || need+=(ghostscript)   # RELION writes its PDF logs with it
+have chromium || need+=(chromium)   # the dashboard's browser test (tests/server/test_dashboard.py)
 if [ ${#need[@]} -eq 0 ]; then
-  echo "[install-deps] all present: relion, openmpi-bin, slurm-wlm, munge, ghostscript"
+  echo "[install-deps] all present: relion, openmpi-bin, slurm-wlm, munge, ghostscript, chromium"
   exit 0
 fi
 [ "${SKIP_APT:-0}" = 1 ] && { echo "[install-deps] missing: ${need[*]}" >&2; exit 1; }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryocloud.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.states import ACTIVE, State
 from cryocloud.session.records import SESSION_SCHEMA
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_dir ON jobs(project_dir, job_dir);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs(user, id);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id INTEGER NOT NULL REFERENCES jobs(id),
@@ -229,7 +231,7 @@ class Ledger:
                 path.chmod(0o600)  # jobs' folders, command lines and costs: the user's own (WAL files follow it)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + ACCOUNTS_SCHEMA)
             if "model_hours" not in {r[1] for r in self.db.execute("PRAGMA table_info(jobs)")}:
                 self.db.execute("ALTER TABLE jobs ADD COLUMN model_hours REAL")  # a ledger from before it
         except sqlite3.DatabaseError as e:
@@ -307,12 +309,17 @@ class Ledger:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return JobRow(**dict(row)) if row else None
 
-    def jobs(self, *, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[JobRow]:
-        sql, args = "SELECT * FROM jobs", []
+    def jobs(self, *, states: tuple[str, ...] | None = None, limit: int | None = None,
+             user: str | None = None, project: str | None = None) -> list[JobRow]:
+        where, args = [], []
         if states:
-            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
             args = list(states)
-        sql += " ORDER BY id DESC"
+        for column, value in (("user", user), ("project", project)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [JobRow(**dict(r)) for r in self.db.execute(sql, args)]
@@ -340,6 +347,17 @@ class Ledger:
     def attempts(self, job_id: int) -> list[AttemptRow]:
         rows = self.db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY id", (job_id,))
         return [AttemptRow(**dict(r)) for r in rows]
+
+    def attempts_of(self, job_ids: list[int]) -> dict[int, list[AttemptRow]]:
+        """Every attempt of these jobs in one query (a list page costs one round trip, not one per job)."""
+        out: dict[int, list[AttemptRow]] = {i: [] for i in job_ids}
+        for start in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
+            part = job_ids[start:start + 500]
+            rows = self.db.execute(f"SELECT * FROM attempts WHERE job_id IN ({', '.join('?' for _ in part)}) "
+                                   "ORDER BY id", part)
+            for r in rows:
+                out[r["job_id"]].append(AttemptRow(**dict(r)))
+        return out
 
     def last_attempt(self, job_id: int) -> AttemptRow | None:
         rows = self.attempts(job_id)

@@ -169,8 +169,8 @@ def process_start_time(pid: int) -> float:
         return 0.0
 
 
-def pid_file_process(path: Path, needle: str) -> int | None:
-    """The pid written in `path`, if that process runs and its command line holds `needle` (no pid reuse)."""
+def pid_file_process(path: Path, *needles: str) -> int | None:
+    """The pid written in `path`, if that process runs and its command line holds one of `needles` (no pid reuse)."""
     try:
         text = path.read_text().strip()
     except OSError:
@@ -181,12 +181,13 @@ def pid_file_process(path: Path, needle: str) -> int | None:
         cmdline = Path(f"/proc/{text}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return None
-    return int(text) if needle in cmdline else None
+    return int(text) if any(n in cmdline for n in needles) else None
 
 
 # The user's monitor, as a process: what starts it and the files that name it in cryocloud's run folder. Here
 # (not in monitor/) because a local job's agent, which imports nothing of the lab, starts one too.
 MONITOR_ENTRY = "cryocloud.app.daemon"  # `python -m` this runs the monitor (the loop with the app's handler)
+SERVER_ENTRY = "cryocloud serve"  # the server runs the monitor's loop in-process and holds the same lock
 MONITOR_LOCK, MONITOR_SPAWNED = "monitor.lock", "monitor.spawned"  # its pid: once it holds the lock / when started
 
 
@@ -197,7 +198,7 @@ def monitor_command() -> list[str]:
 def running_monitor(run_dir: Path, starting: bool = False) -> int | None:
     """The running monitor's pid, or None. With `starting`, also one just started that has no lock yet."""
     for name in (MONITOR_LOCK, MONITOR_SPAWNED) if starting else (MONITOR_LOCK,):
-        pid = pid_file_process(run_dir / name, MONITOR_ENTRY)
+        pid = pid_file_process(run_dir / name, MONITOR_ENTRY, SERVER_ENTRY)
         if pid is not None:
             return pid
     return None

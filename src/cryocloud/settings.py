@@ -57,7 +57,17 @@ class AwsSection:
     endpoint_url_ec2: str = ""  # also AWS_ENDPOINT_URL_EC2
 
 
-SECTIONS: dict[str, type] = {"": General, "local": LocalSection, "storage": StorageSection, "aws": AwsSection}
+@dataclass(frozen=True)
+class ServerSection:
+    url: str = ""  # facility mode: this `cryocloud serve` takes every submission (the queue command never opens the ledger)
+    project_roots: list[str] = field(default_factory=list)  # folders API jobs may name files under; none: API submit refused
+    smtp_host: str = ""  # notifications by email go through this SMTP server (none: webhooks only)
+    smtp_port: int = 25
+    smtp_from: str = "cryocloud@localhost"
+
+
+SECTIONS: dict[str, type] = {"": General, "local": LocalSection, "storage": StorageSection, "aws": AwsSection,
+                             "server": ServerSection}
 # Free-form tables: profiles are checked against their backend's keys; budgets are "project:NAME" / "user:NAME".
 FREE_TABLES = ("profiles", "budgets")
 
@@ -87,6 +97,7 @@ class Settings:
     local: LocalSection = field(default_factory=LocalSection)
     storage: StorageSection = field(default_factory=StorageSection)
     aws: AwsSection = field(default_factory=AwsSection)
+    server: ServerSection = field(default_factory=ServerSection)
     profiles: dict[str, Profile] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
 
@@ -236,7 +247,8 @@ def load_settings(env: dict[str, str] | None = None, path: Path | None = None) -
 # CRYOCLOUD_* variables that are not CRYOCLOUD_<SECTION>_<KEY>: where state lives, the short name for the default
 # profile, tracebacks, the node's settings (NodeSettings) and a fan-out shard's place (set by the agent)
 OTHER_VARS = ("CRYOCLOUD_HOME", "CRYOCLOUD_CONFIG", "CRYOCLOUD_BACKEND", "CRYOCLOUD_DEBUG", "CRYOCLOUD_SCRATCH",
-              "CRYOCLOUD_STREAM_SECONDS", "CRYOCLOUD_TASK_INDEX", "CRYOCLOUD_TASK_COUNT")
+              "CRYOCLOUD_STREAM_SECONDS", "CRYOCLOUD_TASK_INDEX", "CRYOCLOUD_TASK_COUNT",
+              "CRYOCLOUD_TOKEN")  # the API token of facility mode (app/remote.py): never passed to a job
 
 
 def known_env_names() -> set[str]:

@@ -7,7 +7,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tup
     except CryocloudError as e:
         refuse_into_job(script, cwd, e)
         raise
+    if settings.server.url:  # facility mode: the server is the ledger's one writer
+        return _to_server(settings, script, cwd, env)
     warm = hand_off(settings, script, cwd, env)
     if warm is not None:
         return int(warm["job_id"]), str(warm["name"]), str(warm["profile"])
@@ -74,8 +76,23 @@ def submit(script: Path, cwd: Path, env: Mapping[str, str] | None = None) -> tup
     return done.job.id, done.job.name, done.profile.name
 
 
+def _to_server(settings: Settings, script: Path, cwd: Path, env: Mapping[str, str]) -> tuple[int, str, str]:
+    from cryocloud.app.remote import ServerRefused, submit_to_server
+
+    try:
+        got = submit_to_server(settings, script, cwd, env)
+    except (JobFolderBusy, LaunchRefused):
+        raise
+    except CryocloudError as e:
+        if not (isinstance(e, ServerRefused) and e.in_job):
+            refuse_into_job(script, cwd, e)
+        raise
+    return int(got["id"]), str(got["name"]), str(got["profile"])
+
+
 def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
-                  env: Mapping[str, str] | None = None, ledger_wait: float = LOCK_WAIT) -> Submitted:
+                  env: Mapping[str, str] | None = None, ledger_wait: float = LOCK_WAIT,
+                  check: Callable[[JobSpec], None] | None = None) -> Submitted:
     """Record and start a job from a script RELION filled, for a submitter whose environment is `env`.
     Every refusal, expected or not, ends in RELION's view as failed (run.err line + marker): RELION never sees
     our exit code, and a job nothing runs must not show Running."""
@@ -83,6 +100,8 @@ def submit_script(script: Path, cwd: Path, settings: Settings | None = None,
     try:
         settings = settings or load_settings(dict(env))
         spec = job_spec_from_script(script, cwd)
+        if check is not None:  # e.g. the server's project roots
+            check(spec)
         spec = split.split_spec(spec, split.workers_asked(spec))  # RELION's 'Split over N workers'
         profile = choose_profile(spec, settings)
         return submit_spec(_without_profile_queue(spec, profile), profile, settings, env, ledger_wait)

@@ -9,7 +9,7 @@ import sys
 import click
 
 # app.costs.GROUPS, spelled here so that --help does not import the ledger
-GROUPS_CHOICES = ("backend", "job", "machine", "month", "project", "user")
+GROUPS_CHOICES = ("backend", "day", "job", "machine", "month", "project", "user")
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -25,16 +25,13 @@ def costs(as_json: bool, as_csv: bool, by: str, project: str | None, user: str |
     The local backend prices the workstation at workstation_usd_per_hour from the config
     (default 0.63 USD/h: a 10,000 USD workstation used 60% of the time).
     """
-    from cryocloud.app.costs import cost_rows
-    from cryocloud.app.jobs import refresh
+    import os
+
+    from cryocloud.app.costs import costs_view
     from cryocloud.cli.render import hms, table
     from cryocloud.settings import load_settings
 
-    ledger = refresh(load_settings())
-    try:
-        rows = cost_rows(ledger, by=by, project=project, user=user, month=month)
-    finally:
-        ledger.close()
+    rows = costs_view(load_settings(), os.environ, by=by, project=project, user=user, month=month)
     if as_csv:
         w = csv.DictWriter(sys.stdout, list(rows[0]) if rows else ["id"], lineterminator="\n")
         w.writeheader()

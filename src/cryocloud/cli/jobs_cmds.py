@@ -93,27 +93,24 @@ def run(profile: str, machine: str, inputs: tuple[str, ...], outputs: tuple[str,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(job: str | None, show_all: bool, as_json: bool) -> None:
     """Show jobs: JOB is an id or a RELION job folder (e.g. Class2D/job002/); works from any folder."""
-    from cryocloud.app.jobs import find_job, job_record, refresh
+    import os
+
+    from cryocloud.app.jobs import status_view
     from cryocloud.cli.render import hms, table, when
     from cryocloud.settings import load_settings
 
-    ledger = refresh(load_settings())
-    try:
-        jobs = [find_job(ledger, job, Path.cwd())] if job else ledger.jobs(limit=None if show_all else 20)
-        if as_json:
-            click.echo(json.dumps([job_record(j) for j in jobs], indent=1))
-            return
-        if not jobs:
-            click.echo("no jobs yet: submit one from RELION (see `cryocloud relion setup`)")
-            return
-        table("cryocloud jobs", ["id", "job", "type", "where", "state", "submitted", "wall", "message"], [
-            [j.id, j.name, j.job_type, j.profile, j.state, when(j.submitted_at), hms(j.wall_seconds),
-             j.message[:60]] for j in jobs])
-        if job:
-            for at, msg in ledger.events(jobs[0].id):
-                click.echo(f"  {when(at)}  {msg}")
-    finally:
-        ledger.close()
+    jobs, events = status_view(load_settings(), job, Path.cwd(), show_all, os.environ)
+    if as_json:
+        click.echo(json.dumps(jobs, indent=1))
+        return
+    if not jobs:
+        click.echo("no jobs yet: submit one from RELION (see `cryocloud relion setup`)")
+        return
+    table("cryocloud jobs", ["id", "job", "type", "where", "state", "submitted", "wall", "message"], [
+        [j["id"], j["name"], j["job_type"], j["profile"], j["state"], when(j["submitted_at"]),
+         hms(j["wall_seconds"]), j["message"][:60]] for j in jobs])
+    for at, msg in events:
+        click.echo(f"  {when(at)}  {msg}")
 
 
 @click.command()
@@ -121,11 +118,13 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting for the job to stop.")
 def cancel(job: str, no_wait: bool) -> None:
     """Stop JOB (an id or a RELION job folder). It ends as aborted, in RELION too."""
-    from cryocloud.app.jobs import cancel_job
+    import os
+
+    from cryocloud.app.jobs import cancel_view
     from cryocloud.settings import load_settings
 
-    row = cancel_job(load_settings(), job, Path.cwd(), wait=0.0 if no_wait else 15.0)
-    click.echo(f"job {row.id} ({row.name}): {row.state}")
+    row = cancel_view(load_settings(), job, Path.cwd(), 0.0 if no_wait else 15.0, os.environ)
+    click.echo(f"job {row['id']} ({row['name']}): {row['state']}")
 
 
 @click.group(hidden=True)

@@ -66,23 +66,22 @@ def plan(script: Path | None, job_type: str | None, deadline: float | None, inst
 
         show_workflow(workflow, region, as_json)
         return
-    from cryocloud.planner import model
-    from cryocloud.planner.plan import plan_job, size_from_spec
+    from cryocloud.app.plan import plan_for
+    from cryocloud.planner.plan import size_from_spec
 
     asked = {k: v for k, v in sizes.items() if v is not None}
-    given = dict(asked)
+    given: dict[str, float] = {}
     if script:
         from cryocloud.jobs.relion import job_spec_from_script
 
         spec = job_spec_from_script(script.resolve(), Path.cwd())
         job_type = job_type or spec.job_type
-        given = {**{k: v for k, v in vars(size_from_spec(spec)).items() if v}, **given}
+        given = {k: v for k, v in vars(size_from_spec(spec)).items() if v}
         gpus = gpus or spec.resources.gpus
     if not job_type:
         raise CryocloudError("nothing to plan", "give a RELION submission script, --job-type with sizes, or --workflow")
-    model.check_request(job_type, model.JobSize(**given), asked)
-    result = plan_job(job_type, model.JobSize(**given), settings, region=region, deadline_hours=deadline,
-                      instance=instance, gpus=gpus, live_spot=live_spot, spot=not on_demand_only)
+    result = plan_for(settings, job_type, asked, given=given, region=region, deadline=deadline, instance=instance,
+                      gpus=gpus, live_spot=live_spot, spot=not on_demand_only)
     from cryocloud.cli.plan_render import show_plan
 
     show_plan(result, top, as_json)

@@ -22,10 +22,9 @@ def _row(o: Option, mark: str) -> list[Any]:
 
 def show_plan(p: Plan, top: int, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({
-            "job_type": p.job_type, "region": p.region, "deadline_hours": p.deadline_hours,
-            "best": p.best.as_dict() if p.best else None, "local": p.local.as_dict() if p.local else None,
-            "options": [o.as_dict() for o in p.options[:top]], "notes": p.notes}, indent=1))
+        from cryocloud.app.plan import plan_data
+
+        click.echo(json.dumps(plan_data(p, top), indent=1))
         return
     from cryocloud.cli.render import table
 

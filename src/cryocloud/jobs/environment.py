@@ -39,10 +39,13 @@ def _passes(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+NEVER = ("CRYOCLOUD_TOKEN",)  # a secret inside a passed pattern: the API token of facility mode (app/remote.py)
+
+
 def job_environment(env: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
-    """The variables of `env` a job gets: PASS and the profile's `pass_env` names or patterns."""
+    """The variables of `env` a job gets: PASS and the profile's `pass_env` names or patterns, never NEVER."""
     patterns = (*PASS, *extra)
-    return {k: v for k, v in env.items() if _passes(k, patterns)}
+    return {k: v for k, v in env.items() if _passes(k, patterns) and k not in NEVER}
 
 
 def with_mpi_rights(env: Mapping[str, str]) -> dict[str, str]:

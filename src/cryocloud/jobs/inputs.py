@@ -60,7 +60,7 @@ Block = Loop | dict[str, str]  # a loop, or key-value pairs
 MISSING = ("", ".", "?")  # STAR's null values
 
 
-def _read_star(path: Path) -> dict[str, Block]:
+def read_star(path: Path) -> dict[str, Block]:
     """The data blocks of a STAR file by name: each one loop, or its key-value pairs."""
     import gemmi
 
@@ -118,7 +118,7 @@ def pipeline_input_edges(project: Path, job_dir: str) -> list[str]:
     for pipeline in (project / "default_pipeline.star", project / job_dir / "job_pipeline.star"):
         if not pipeline.exists():
             continue
-        edges = _read_star(pipeline).get("pipeline_input_edges")
+        edges = read_star(pipeline).get("pipeline_input_edges")
         if not isinstance(edges, Loop) or \
                 not {"rlnPipeLineEdgeProcess", "rlnPipeLineEdgeFromNode"} <= edges.columns.keys():
             continue
@@ -183,7 +183,7 @@ def discover_inputs(project: Path, job_dir: str, commands: list[str]) -> list[In
         if COORDS_SUFFIX.search(name):
             queue.append((path.read_text(errors="replace").strip().split("\n")[0], key))
         elif path.suffix == ".star":
-            for block in _read_star(path).values():
+            for block in read_star(path).values():
                 queue.extend((v, key) for v in _values(block))
     if missing:
         first = "; ".join(f"{p} (named in {by})" for p, by in missing[:3])

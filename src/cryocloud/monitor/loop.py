@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 
@@ -73,16 +74,38 @@ def _reap_children() -> None:
             return
 
 
-def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[], float] = time.monotonic) -> int:
-    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds. Submissions that
-    arrive on the socket are answered by `handler`."""
+class Held:
+    """The monitor's lock, taken by a process that runs the loop in a thread (`cryocloud serve`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+def hold_lock(settings: Settings) -> Held | None:
+    """Take the monitor's lock for this process (None: another monitor holds it) and write our pid in it."""
     fd = _lock(settings)
     if fd is None:
-        return 0
+        return None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    return Held(fd)
+
+
+def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[], float] = time.monotonic,
+                held: Held | None = None, stop_event: threading.Event | None = None) -> int:
+    """Loop until no job is active and nothing was asked of it for `monitor_linger` seconds. Submissions that
+    arrive on the socket are answered by `handler`. With `held` and `stop_event` (the server runs it in a thread):
+    loop until the event is set, idle or not, under the lock the caller took."""
+    if held is None:
+        got = hold_lock(settings)
+        if got is None:
+            return 0
+        held = got
+    fd = held.fd
+    stop: list[bool] = []
+    if stop_event is None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    stay = stop_event is not None
     sock = handoff.listen(settings)
     from cryocloud.monitor.stager import Stager  # threads: only the loop needs them, not every submit
 
@@ -92,7 +115,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
     last_backup = clock()
     idle = False
     try:
-        while not stop:
+        while not stop and not (stop_event and stop_event.is_set()):
             wait = max(0.0, next_pass - clock())
             if sock is not None:
                 ready, _, _ = select.select([sock], [], [], wait)
@@ -112,7 +135,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
             _reap_children()
             if has_active(ledger):
                 last_busy = clock()
-            elif clock() - last_busy > settings.local.monitor_linger:
+            elif not stay and clock() - last_busy > settings.local.monitor_linger:
                 idle = True
                 return 0
             next_pass = clock() + settings.local.poll_seconds

@@ -1,0 +1,1 @@
+from relion_support import demo_base, demo_project  # noqa: F401  (fixtures)
