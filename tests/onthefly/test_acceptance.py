@@ -33,6 +33,8 @@ settle_seconds = 1.0
 poll_seconds = 0.3
 min_batch = 4
 max_wait_seconds = 2.0
+split_from = 6
+max_split = 2
 """
 
 
@@ -127,6 +129,9 @@ def test_a_session_watched_killed_and_restarted(tmp_path: Path) -> None:
     ledger.close()
     assert sum(int(b["movies"]) for b in batches) == 20 and all(b["state"] == "done" for b in batches)
     assert len(batches) >= 2
+    # the backlog the restarted watcher found was split over workers (the fan-out's 'Split over N workers')
+    assert any(int(b["split"]) == 2 for b in batches), batches
+    assert "2 of 2 tasks succeeded" in (project / "MotionCorr/job002/run.out").read_text()
     assert {j.job_type for j in jobs} >= {"MotionCorr"} and all(j.state == "succeeded" for j in jobs)
 
     # what RELION shows: Import's STAR lists exactly the 20 whole movies, every one corrected

@@ -286,8 +286,9 @@ class Watcher:
     def _launch(self, batch: int, names: list[str], split: int) -> None:
         if not self._link(names):
             return
-        if not relion.set_split(self.project, self.jobs["MotionCorr"], split):
-            split = 1
+        per_micrograph = [self.jobs[k] for k in ("MotionCorr", "CtfFind") if k in self.jobs]
+        if not all([relion.set_split(self.project, job, split) for job in per_micrograph]):
+            split = 1  # a job added before the queue had 'Split over N workers'
         try:
             self.run = relion.run_jobs(self.project, [self.jobs[k] for k in relion.KINDS if k in self.jobs], self.env)
         except (CryocloudError, OSError) as e:
