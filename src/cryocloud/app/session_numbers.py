@@ -40,8 +40,10 @@ def numbers(ledger: Ledger, session: Session, now: float | None = None, growing:
     corrected = [r for r in rows if r["state"] == CORRECTED and r["corrected_at"]]
     latencies = [r["corrected_at"] - r["closed_at"] for r in corrected]
     start = min((r["closed_at"] for r in rows), default=now)
-    span = min(WINDOW, max(now - start, 1e-9))
-    in_window = sum(1 for r in corrected if r["corrected_at"] >= now - span)
+    # the window ends now, or at the last movie corrected when the session has gone quiet (a page read later)
+    end = min(now, max((r["corrected_at"] for r in corrected), default=now))
+    span = min(WINDOW, max(end - start, 1.0))
+    in_window = sum(1 for r in corrected if r["corrected_at"] >= end - span)
     running = next((b for b in reversed(batches) if b["state"] == records.RUNNING), None)
     waiting = sum(1 for r in rows if r["state"] == SETTLED and r["batch_id"] is None)
     return {
@@ -81,13 +83,14 @@ def timeline(ledger: Ledger, session: Session, points: int = 60) -> list[dict[st
     start = min(r["closed_at"] for r in rows)
     end = max([r["settled_at"] for r in rows] + [r["corrected_at"] or 0 for r in rows])
     step = max((end - start) / max(points - 1, 1), 1e-6)
+    window = max(step, (end - start) / 10)  # throughput over a tenth of the session, so batches do not spike it
     out = []
     for i in range(points):
         t = start + i * step
         done = [r["corrected_at"] for r in rows if r["corrected_at"] and r["corrected_at"] <= t]
         out.append({"t": round(t - start, 3),
                     "backlog": sum(1 for r in rows if r["settled_at"] <= t) - len(done),
-                    "per_hour": round(sum(1 for c in done if c > t - step) / step * 3600, 1) if i else 0.0})
+                    "per_hour": round(sum(1 for c in done if c > t - window) / window * 3600, 1) if i else 0.0})
     return out
 
 
@@ -97,3 +100,18 @@ def movie_list(ledger: Ledger, session: Session) -> list[dict[str, Any]]:
              "object": r["object_key"], "uploaded": bool(r["uploaded_at"]), "archived_verified": bool(r["verified_at"]),
              "batch": r["batch_id"], "drift": r["drift"], "ctf_resolution": r["ctf_resolution"],
              "message": r["message"]} for r in records.movies(ledger.db, session.id)]
+
+
+def visible_sessions(ledger: Ledger, user: str, manager: bool) -> list[Session]:
+    """The watched sessions `user` may see: their own (a manager: every one), newest first."""
+    return [s for s in records.all_sessions(ledger.db) if manager or s.user == user]
+
+
+def visible_session(ledger: Ledger, session_id: int, user: str, manager: bool) -> Session:
+    """Session `session_id` if `user` may see it; another user's is "not found", as their jobs are."""
+    from cryocloud.errors import JobNotFound
+
+    s = records.session_by_id(ledger.db, session_id)
+    if s is None or not (manager or s.user == user):
+        raise JobNotFound(f"no watched session {session_id} of yours", "the Sessions page lists yours")
+    return s
