@@ -102,3 +102,24 @@ def test_the_live_view_shows_the_numbers_and_problems(tmp_path: Path) -> None:
     assert "uploaded" in text and "1 (1 verified)" in text and "good.mrc" in text and "yes" in text
     assert "! the gain reference Gain/gain.mrc is missing" in text
     w.close()
+
+
+def test_fixed_settings_and_retry_failed_take_movies_back_in(tmp_path: Path) -> None:
+    from testtools import require_tool
+
+    require_tool("relion_pipeliner")  # prepare() adds the session's RELION jobs
+    w, clock, session = make(tmp_path, "min_batch = 10\nmax_wait_seconds = 600\n")
+    mrc(session / "wrong.mrc", apix=1.4)
+    mrc(session / "lost.mrc", apix=1.4)
+    passes(w, clock)
+    records.update_movie(w.ledger.db, w.session.id, "lost.mrc", state=records.FAILED, batch_id=7, batches=1)
+    w.close()
+    settings = tmp_path / "project" / "s.toml"
+    settings.write_text(settings.read_text().replace("pixel_size = 1.0", "pixel_size = 1.4"))
+    again = Watcher(WatchRequest(session, tmp_path / "project", settings, retry_failed=True))
+    again.prepare()
+    rows = {m["name"]: m for m in records.movies(again.ledger.db, again.session.id)}
+    assert rows["wrong.mrc"]["state"] == "settled" and rows["wrong.mrc"]["message"] == ""  # the settings were fixed
+    lost = rows["lost.mrc"]
+    assert (lost["state"], lost["batch_id"], lost["batches"]) == ("settled", None, 1)  # waits for its next batch
+    again.close()

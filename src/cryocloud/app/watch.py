@@ -45,6 +45,7 @@ class WatchRequest:
     profile: str = ""
     upload: str = ""  # store URL; "" = no archive copy
     until_idle: float | None = None  # end once nothing arrived and all work is done for this long
+    retry_failed: bool = False  # movies RELION made no micrograph of join a new batch (e.g. after a full disk)
 
 
 def settings_path(project: Path, given: Path | None) -> Path:
@@ -128,7 +129,10 @@ class Watcher:
         records.update_session(self.ledger.db, self.session.id, relion_jobs=self.jobs, watcher_pid=os.getpid())
         self.session = records.session_by_id(self.ledger.db, self.session.id) or self.session
         for r in records.movies(self.ledger.db, self.session.id, "state = ?", (REJECTED,)):
-            self._check(r["name"], self.clock(), again=True)
+            self._check(r["name"])
+        if self.req.retry_failed:  # asked for: these join one more batch (their `batches` count says so)
+            self.ledger.db.execute("UPDATE session_movies SET state = ?, batch_id = NULL, message = '' "
+                                   "WHERE session_id = ? AND state = ?", (SETTLED, self.session.id, FAILED))
 
     # ---- one pass ----------------------------------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
@@ -168,9 +172,9 @@ class Watcher:
                                           "not processed until it is complete (did the transfer stop?)")
         for seen in found.settled:
             records.add_movie(self.ledger.db, self.session.id, seen.rel, seen.size, seen.closed_at, now, SETTLED)
-            self._check(seen.rel, now)
+            self._check(seen.rel)
 
-    def _check(self, rel: str, now: float, again: bool = False) -> None:
+    def _check(self, rel: str) -> None:
         c = check_movie(self.session_dir / rel, self.s.pixel_size)
         if c.ok:
             records.update_movie(self.ledger.db, self.session.id, rel, state=SETTLED, message="")

@@ -21,13 +21,15 @@ import click
               "or a folder), by content, each verified in the store.")
 @click.option("--until-idle", type=float, default=None, metavar="SECONDS",
               help="End once nothing new arrived and all work is done for this long.")
+@click.option("--retry-failed", is_flag=True, help="Movies RELION made no micrograph of (e.g. the disk was full) "
+              "join a new batch.")
 @click.option("--init", is_flag=True, help="Write a commented session settings file and stop.")
 @click.option("--status", "show_status", is_flag=True, help="List the session's movies: archived and verified, state.")
 @click.option("--json", "as_json", is_flag=True, help="Numbers as JSON (one object per pass while watching).")
 @click.option("--pixel-size", type=float, default=0.0, help="With --init: the movies' pixel size (A).")
 @click.option("--dose", type=float, default=0.0, help="With --init: dose per frame (e/A^2).")
 def watch(session_dir: Path, project: Path | None, settings_file: Path | None, profile: str, upload: str,
-          until_idle: float | None, init: bool, show_status: bool, as_json: bool, pixel_size: float,
+          until_idle: float | None, retry_failed: bool, init: bool, show_status: bool, as_json: bool, pixel_size: float,
           dose: float) -> None:
     """Upload and preprocess a microscope session while it is collected.
 
@@ -56,7 +58,7 @@ def watch(session_dir: Path, project: Path | None, settings_file: Path | None, p
     if init:
         click.echo(f"wrote {app.init_settings(path, pixel_size, dose)}: fill in what it asks, then run watch again")
         return
-    req = app.WatchRequest(session_dir, project, path, profile, upload, until_idle)
+    req = app.WatchRequest(session_dir, project, path, profile, upload, until_idle, retry_failed)
     watcher = app.Watcher(req)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill PID`: leave cleanly, as Ctrl-C does
