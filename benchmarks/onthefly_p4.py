@@ -165,13 +165,14 @@ def corrected_rows() -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
     return rows, line
 
 
-def part_b(base: Path, repeat: int, m: int, size: int, frames: int, rate: float, paced_n: int) -> dict[str, Any]:
+def part_b(base: Path, repeat: int, m: int, size: int, frames: int, rate: float, paced_n: int,
+           max_split: int = 4) -> dict[str, Any]:
     ratios = []
     for i in range(repeat):
         session, project, _ = fresh(base, f"b-backlog-{i}")
         simulate(Plan(session, m, 1e9, size=size, frames=frames, modes=("inplace",)))
         hand = by_hand(session, base / f"b-backlog-{i}")
-        settings_file(project)
+        settings_file(project, f"max_split = {max_split}\n")
         took = watch_cli(session, project, 1.0)
         rows, _ = corrected_rows()
         assert sum(1 for r in rows if r["state"] == "corrected") == m, "not every movie was corrected"
@@ -179,6 +180,10 @@ def part_b(base: Path, repeat: int, m: int, size: int, frames: int, rate: float,
         first = min(r["settled_at"] for r in rows)
         ratios.append({"by_hand_s": round(hand, 2), "watcher_s": round(last - first, 2),
                        "watcher_wall_s": round(took, 2), "ratio": round(hand / (last - first), 3)})
+    out: dict[str, Any] = {"movies": m, "size": size, "frames": frames, "max_split": max_split, "backlog_runs": ratios,
+                           "ratio_median": statistics.median(r["ratio"] for r in ratios)}
+    if not paced_n:
+        return out
     session, project, _ = fresh(base, "b-paced")
     settings_file(project, "max_wait_seconds = 5.0\n")
     sim = threading.Thread(target=simulate, args=(Plan(session, paced_n, rate, size=size, frames=frames),))
@@ -186,9 +191,7 @@ def part_b(base: Path, repeat: int, m: int, size: int, frames: int, rate: float,
     sim.join()
     rows, line = corrected_rows()
     lat = [r["corrected_at"] - r["closed_at"] for r in rows if r["corrected_at"]]
-    return {"movies": m, "size": size, "frames": frames, "backlog_runs": ratios,
-            "ratio_median": statistics.median(r["ratio"] for r in ratios),
-            "paced": {"rate": rate, "movies": paced_n, "corrected": len(lat),
+    return {**out, "paced": {"rate": rate, "movies": paced_n, "corrected": len(lat),
                       "latency_p50_s": round(percentile(lat, 0.5) or 0, 2),
                       "latency_p95_s": round(percentile(lat, 0.95) or 0, 2),
                       "max_backlog": max(p["backlog"] for p in line), "timeline": line}}
@@ -207,7 +210,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
         axes[0].set_title(f"(a) hand-off at {result['a']['rate']:.0f} movies/h: backlog")
         axes[0].set_xlabel("s")
         axes[0].set_ylabel("movies waiting or being written")
-    if "b" in result:
+    if "b" in result and "paced" in result["b"]:
         line = result["b"]["paced"]["timeline"]
         axes[1].plot([p["t"] for p in line], [p["backlog"] for p in line])
         axes[1].set_title(f"(b) MotionCorr at {result['b']['paced']['rate']:.0f} movies/h: backlog")
@@ -228,7 +231,8 @@ def main() -> int:
     ap.add_argument("--size-b", type=int, default=384)
     ap.add_argument("--frames-b", type=int, default=12)
     ap.add_argument("--rate-b", type=float, default=1000)
-    ap.add_argument("--paced-b", type=int, default=40)
+    ap.add_argument("--paced-b", type=int, default=40, help="0: no paced run")
+    ap.add_argument("--split-b", type=int, default=4, help="the watcher's max_split in the backlog runs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -240,11 +244,11 @@ def main() -> int:
             result["a"] = part_a(base, args.repeat, args.movies_a, args.rate_a, args.seconds_a)
         if args.part in ("b", "all"):
             result["b"] = part_b(base, args.repeat, args.movies_b, args.size_b, args.frames_b, args.rate_b,
-                                 args.paced_b)
+                                 args.paced_b, args.split_b)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     result["load_after"] = os.getloadavg()
-    name = f"onthefly_p4_{args.part}"
+    name = f"onthefly_p4_{args.part}" + (f"_{args.movies_b}x{args.split_b}" if args.part == "b" else "")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
     plot(result, args.out / f"{name}_backlog.png")
     brief = {k: v for k, v in result.items() if k not in ("a", "b")}
@@ -254,7 +258,8 @@ def main() -> int:
                               for r in result["a"]["capacity"] + result["a"]["paced"]]
     if "b" in result:
         brief["b"] = {k: v for k, v in result["b"].items() if k != "paced"}
-        brief["b"]["paced"] = {k: v for k, v in result["b"]["paced"].items() if k != "timeline"}
+        if "paced" in result["b"]:
+            brief["b"]["paced"] = {k: v for k, v in result["b"]["paced"].items() if k != "timeline"}
     print(json.dumps(brief, indent=1))
     return 0
 

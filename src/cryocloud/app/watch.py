@@ -268,8 +268,8 @@ class Watcher:
         self._launch(batch, names, decision.split)
 
     def _jobs_active(self) -> bool:
-        return any(j.active for kind in ("MotionCorr", "CtfFind") if kind in self.jobs
-                   for j in self.ledger.jobs_in_dir(str(self.project), self.jobs[kind]))
+        return any(j.active for job_dir in self.jobs.values()
+                   for j in self.ledger.jobs_in_dir(str(self.project), job_dir))
 
     def _link(self, names: list[str]) -> bool:
         """Link a batch's movies into the folder Import reads (idempotent); False (and a problem shown) on failure."""
@@ -328,8 +328,8 @@ class Watcher:
                                      message=f"RELION made no micrograph of it: see {self.jobs['MotionCorr']}run.err")
                 (self.project / link).unlink(missing_ok=True)  # later batches' Import must not list it again
         started = next(b["started_at"] for b in records.batches(self.ledger.db, self.session.id) if b["id"] == batch)
-        ids = sorted(j.id for kind in ("MotionCorr", "CtfFind") if kind in self.jobs
-                     for j in self.ledger.jobs_in_dir(str(self.project), self.jobs[kind])
+        ids = sorted(j.id for job_dir in self.jobs.values()  # Import too: RELION queues it when told to
+                     for j in self.ledger.jobs_in_dir(str(self.project), job_dir)
                      if j.submitted_at >= (started or 0) - 1)
         said = ", ".join(f"{j} {states.get(j, '?')}" for j in failed)
         message = f"RELION says {said}" if failed else ""
