@@ -171,9 +171,16 @@ def part_b(base: Path, repeat: int, m: int, size: int, frames: int, rate: float,
     for i in range(repeat):
         session, project, _ = fresh(base, f"b-backlog-{i}")
         simulate(Plan(session, m, 1e9, size=size, frames=frames, modes=("inplace",)))
-        hand = by_hand(session, base / f"b-backlog-{i}")
         settings_file(project, f"max_split = {max_split}\n")
-        took = watch_cli(session, project, 1.0)
+        os.sync()  # the movies just written reach the disk before either side is timed
+        if i % 2:  # alternate which side goes first
+            took = watch_cli(session, project, 1.0)
+            os.sync()
+            hand = by_hand(session, base / f"b-backlog-{i}")
+        else:
+            hand = by_hand(session, base / f"b-backlog-{i}")
+            os.sync()
+            took = watch_cli(session, project, 1.0)
         rows, _ = corrected_rows()
         assert sum(1 for r in rows if r["state"] == "corrected") == m, "not every movie was corrected"
         last = max(r["corrected_at"] for r in rows)
