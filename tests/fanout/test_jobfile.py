@@ -33,7 +33,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_a_good_job_file(tmp_path: Path) -> None:
     v = read_jobfile(_write(tmp_path, GOOD))
     assert v["tasks"] == 4 and v["resources"]["cores"] == 2 and v["select"]["keep"] == 2
-    assert [p["seed"] for p in v["params"]] == ["100", "101", "102", "103"]
+    assert v["seed"] == 100 and v["params"] == []  # task i's {seed}: 100 + i (jobs/tasks.py)
 
 
 @pytest.mark.parametrize(("edit", "message", "hint"), [
@@ -61,7 +61,7 @@ def test_params_tables_set_the_tasks(tmp_path: Path) -> None:
     text = GOOD.replace("tasks = 4\n", "").replace("keep = 2", "keep = 1") + \
         '[[params]]\ntemp = 300\n[[params]]\ntemp = 310\nseed = 7\n'
     v = read_jobfile(_write(tmp_path, text))
-    assert v["tasks"] == 2 and v["params"] == [{"seed": "100", "temp": "300"}, {"seed": "7", "temp": "310"}]
+    assert v["tasks"] == 2 and v["params"] == [{"temp": "300"}, {"seed": "7", "temp": "310"}]
 
 
 # Written in the layout Rosetta's score files have (score_jd2, -out:file:scorefile): a SEQUENCE: line, a SCORE:
@@ -94,3 +94,25 @@ def test_shards_interleave_and_cover_every_row_once() -> None:
     assert covered == [[0, 3, 6], [1, 4], [2, 5]]
     # a list that grew at its end (on-the-fly: rows 0-5 done before) spreads its new rows over every shard
     assert [len([r for r in split.shard_rows(9, 3, i) if r >= 6]) for i in range(3)] == [1, 1, 1]
+
+
+def test_each_task_gets_its_fields_and_a_small_launch_file(tmp_path: Path) -> None:
+    """{task}, {seed} (base + task unless a table names one) and [[params]] names; a task's launch.json holds
+    only its place (the spec is read from the job's, one folder up), so N tasks do not write N copies of N sets."""
+    from dataclasses import asdict
+
+    from cryocloud.jobs import control, tasks
+    from cryocloud.jobs.command import command_spec
+
+    spec = command_spec(["fit", "--seed", "{seed}", "--t", "{temp}", "--i", "{task}", "{other}"], tmp_path, tasks=2,
+                        params=[{"temp": "300"}, {"temp": "310", "seed": "7"}], seed=100)
+    assert tasks.commands(spec, 0, tmp_path, tmp_path) == ["fit --seed 100 --t 300 --i 0 '{other}'"]
+    assert tasks.commands(spec, 1, tmp_path, tmp_path) == ["fit --seed 7 --t 310 --i 1 '{other}'"]
+    cdir = tmp_path / "c"
+    cdir.mkdir()
+    control.write_json(cdir / control.LAUNCH, {"spec": asdict(spec), "mpi_launcher": []})
+    tasks.write_shards(cdir, spec)
+    assert "spec" not in (control.read_json(control.task_dir(cdir, 1) / control.LAUNCH) or {})
+    launch = control.read_launch(control.task_dir(cdir, 1)) or {}
+    assert launch["shard"] == {"index": 1, "count": 2} and launch["spec"]["fanout"]["params"][1]["seed"] == "7"
+    assert launch["stdout"] == f"{spec.job_dir}tasks/0001/run.out"

@@ -144,3 +144,17 @@ def test_a_fanout_says_how_far_it_is_and_a_killed_driver_fails_it(tmp_path: Path
     assert ended(done.job.id) == "failed"
     assert wait_for(lambda: not pid_alive(pgid))
     assert (jd / "RELION_JOB_EXIT_FAILURE").exists()
+
+
+def test_a_task_without_its_score_file_or_column_fails_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "none.toml").write_text('command = ["true"]\ntasks = 2\n'
+                                        '[select]\nfile = "score.sc"\ncolumn = "total_score"\nkeep = 1\n')
+    (tmp_path / "col.toml").write_text('command = ["sh", "-c", "printf \'energy\\\\n-3.5\\\\n\' > score.sc"]\n'
+                                       'tasks = 2\n[select]\nfile = "score.sc"\ncolumn = "total_score"\nkeep = 1\n')
+    none, col = submit_jobfile(tmp_path / "none.toml"), submit_jobfile(tmp_path / "col.toml")
+    assert ended(none.job.id) == "failed" and ended(col.job.id) == "failed"
+    assert "0 of 2 tasks succeeded" in job_row(none.job.id).message
+    assert "no task wrote a score in column 'total_score'" in job_row(none.job.id).message
+    assert "task 0: the task wrote no score file score.sc" in job_row(none.job.id).message
+    assert "score.sc has no number in a column 'total_score'" in job_row(col.job.id).message
+    assert "its columns: energy" in job_row(col.job.id).message

@@ -23,3 +23,26 @@ def test_more_workers_than_movies_is_refused_in_relions_view(demo_project: Path)
     assert run_job(demo_project, job) == "failed"
     err = (demo_project / job / "run.err").read_text()
     assert "'Split over N workers' is 5, but Movies/movies.star lists only 3 items" in err
+
+
+def test_submit_split_from_the_command_line(demo_project: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`cryocloud submit <job>/run_submit.script --split 3`: the same split without RELION's field."""
+    import starfile
+
+    from cryocloud.cli.main import main
+    from fanout.helpers import ended
+    from spine.helpers import make_job
+
+    job = "MotionCorr/job002/"
+    line = ("relion_run_motioncorr --i Movies/movies.star --o MotionCorr/job002/ --first_frame_sum 1 "
+            "--last_frame_sum -1 --use_own --j 1 --bin_factor 1 --bfactor 150 --dose_per_frame 0.5 --preexposure 0 "
+            "--patch_x 1 --patch_y 1 --dose_weighting --pipeline_control MotionCorr/job002/")
+    script = make_job(demo_project, job, [line])
+    monkeypatch.chdir(demo_project)
+    assert main(["submit", str(script.relative_to(demo_project)), "--split", "3"]) == 0
+    assert "split over 3" in capsys.readouterr().out
+    assert ended(1) == "succeeded"
+    mics = starfile.read(demo_project / job / "corrected_micrographs.star", always_dict=True)["micrographs"]
+    assert len(mics) == 3 and (demo_project / job / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert "3 of 3 tasks succeeded" in (demo_project / job / "run.out").read_text()

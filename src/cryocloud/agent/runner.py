@@ -63,7 +63,7 @@ class Outcome:
 class Runner:
     def __init__(self, control_dir: Path, clock: Callable[[], float] = time.time, project: Path | None = None) -> None:
         self.control_dir = control_dir
-        launch = control.read_json(control_dir / control.LAUNCH)
+        launch = control.read_launch(control_dir)
         if launch is None:
             raise SystemExit(f"cryocloud agent: no readable {control.LAUNCH} in {control_dir}")
         self.spec = JobSpec.from_dict(launch["spec"])
@@ -98,8 +98,9 @@ class Runner:
         self.terminated = True
 
     def _cancel_requested(self) -> bool:
-        """A user's cancel: the `cancel` file in the job's control folder (a shard's parent for fan-out)."""
-        dirs = [self.control_dir] + ([self.control_dir.parent] if self.shard is not None else [])
+        """A user's cancel: the `cancel` file in the job's control folder (the parent's too, for a fan-out's task or
+        its final pass)."""
+        dirs = [self.control_dir] + ([self.control_dir.parent] if self.shard is not None or self.final else [])
         return any((d / control.CANCEL).exists() for d in dirs)
 
     def _cancel_reason(self) -> str:

@@ -66,6 +66,7 @@ def run_all(cdir: Path, tasks: int, width: int) -> int:
             i = pending.pop(0)
             pid = os.fork()
             if pid == 0:  # the child: one task, then leave without running the parent's cleanup
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's forwarder (Runner sets its own)
                 code = 1
                 try:
                     outcome, _ = run_task(control.task_dir(cdir, i))

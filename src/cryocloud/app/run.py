@@ -74,8 +74,8 @@ def submit_jobfile(path: Path, *, profile: str = "", settings: Settings | None =
     sel = Select(**v["select"]) if v["select"] else None
     base = path.parent.resolve()
     spec = command_spec(v["command"], base, name=v["name"] or path.stem, base=base, inputs=v["inputs"],
-                        outputs=v["outputs"], tasks=v["tasks"], params=v["params"], retries=v["retries"],
-                        pack=v["pack"], select=sel, resources=resources, extras=extras)
+                        outputs=v["outputs"], tasks=v["tasks"], params=v["params"], seed=v["seed"],
+                        retries=v["retries"], pack=v["pack"], select=sel, resources=resources, extras=extras)
     return _submit(spec, profile or v["profile"], settings, env)
 
 

@@ -40,7 +40,7 @@ def input_files(project: Path, paths: list[str], base: Path) -> list[InputFile]:
 
 def command_spec(argv: list[str], project: Path, *, name: str = "run", base: Path | None = None,
                  inputs: list[str] | None = None, outputs: list[str] | None = None, tasks: int = 1,
-                 params: list[dict[str, str]] | None = None, retries: int = 0, pack: int = 0,
+                 params: list[dict[str, str]] | None = None, seed: int = 1, retries: int = 0, pack: int = 0,
                  select: Select | None = None, resources: Resources | None = None,
                  extras: dict[str, str] | None = None) -> JobSpec:
     if not argv:
@@ -48,7 +48,7 @@ def command_spec(argv: list[str], project: Path, *, name: str = "run", base: Pat
     project = project.resolve()
     files = input_files(project, inputs or [], base or project)
     job_dir = new_job_dir(project, name or "run")
-    fanout = Fanout(params=params or [], retries=retries, pack=pack, task_dirs=tasks > 1, select=select)
+    fanout = Fanout(params=params or [], seed=seed, retries=retries, pack=pack, task_dirs=tasks > 1, select=select)
     return JobSpec(
         name=job_dir, client="command", job_type="command", project_dir=str(project), job_dir=job_dir,
         commands=[shlex.join(argv)], resources=resources or Resources(), inputs=files, extras=extras or {},

@@ -22,6 +22,7 @@ from typing import Any
 
 LAUNCH, AGENT, RESULT, CANCEL = "launch.json", "agent.json", "result.json", "cancel"
 FAILED_TRY = "failed_try.json"  # a fan-out task's failed run that will be retried (not its result)
+INHERIT = "inherit"  # a task's launch.json key: the rest is the job's launch.json, one folder up
 FINAL = "final"  # a fan-out's last pass (RELION's --only_do_unfinished), in its own control folder
 PULLED_BYTES = "pulled_bytes"
 STALLED = "stalled.json"
@@ -40,6 +41,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
+
+
+def read_launch(cdir: Path) -> dict[str, Any] | None:
+    """A control folder's launch.json, a fan-out task's completed by its job's (one folder up)."""
+    launch = read_json(cdir / LAUNCH)
+    if launch is not None and launch.get(INHERIT):
+        launch = {**(read_json(cdir.parent / LAUNCH) or {}), **launch}
+    return launch
 
 
 def task_dir(cdir: Path, index: int) -> Path:

@@ -165,7 +165,6 @@ def read_jobfile(path: Path) -> dict[str, Any]:
             raise _fail(path, line_of(lines, ("inputs",)), f"input {name!r} does not exist in {base}",
                         "inputs are paths relative to the job file's folder")
     params = [{k: str(v) for k, v in p.items()} for p in values["params"] or []]
-    values["params"] = [{"seed": str(values["seed"] + i), **p} for i, p in enumerate(params)] if params else \
-        [{"seed": str(values["seed"] + i)} for i in range(tasks)] if tasks > 1 else []
+    values["params"] = params  # {seed} of task i without its own: seed + i (jobs/tasks.py)
     values["tasks"] = tasks
     return values

@@ -41,7 +41,8 @@ class Select:
 class Fanout:
     """How a job's N tasks differ and end (jobs/tasks.py reads it; the monitor gathers by it)."""
 
-    params: list[dict[str, str]] = field(default_factory=list)  # one per task, substituted into `argv`
+    params: list[dict[str, str]] = field(default_factory=list)  # one per task ([[params]]), substituted into `argv`
+    seed: int = 1  # task i's {seed} is seed + i unless its parameter set names one
     retries: int = 0  # times a failed task is run again before it counts as failed
     pack: int = 0  # tasks one worker runs one after the other (0: derived from the machine)
     task_dirs: bool = False  # each task runs in <jobdir>tasks/<NNNN>/ (commands); else in the project folder

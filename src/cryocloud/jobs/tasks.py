@@ -20,7 +20,7 @@ def values(spec: JobSpec, index: int | None) -> dict[str, str]:
     if index is None:
         return {}
     params = spec.fanout.params[index] if index < len(spec.fanout.params) else {}
-    return {"task": str(index), "seed": str(index + 1), **params}
+    return {"task": str(index), "seed": str(spec.fanout.seed + index), **params}
 
 
 def substitute(word: str, fields: dict[str, str]) -> str:
@@ -66,15 +66,16 @@ def check_outputs(spec: JobSpec, index: int | None, where: Path) -> str:
 
 
 def write_shards(cdir: Path, spec: JobSpec) -> None:
-    """One control folder per task, each with the job's launch.json and the task's place in the fan-out; a task
-    that runs in its own folder writes its own run.out there."""
-    launch = control.read_json(cdir / control.LAUNCH) or {}
+    """One control folder per task, each with its place in the fan-out (the rest of its launch.json is the job's,
+    read from the folder above: N copies of a spec with N parameter sets would grow as N squared); a task that
+    runs in its own folder writes its own run.out there."""
     for i in range(spec.tasks):
         tdir = control.task_dir(cdir, i)
         tdir.mkdir(exist_ok=True)
         own = workdir(spec, i)
         logs = {"stdout": f"{own}run.out", "stderr": f"{own}run.err"} if own else {}
-        control.write_json(tdir / control.LAUNCH, {**launch, **logs, "shard": {"index": i, "count": spec.tasks}})
+        control.write_json(tdir / control.LAUNCH, {control.INHERIT: True, **logs,
+                                                   "shard": {"index": i, "count": spec.tasks}})
 
 
 def link_inputs(spec: JobSpec, where: Path, project: Path) -> None:
