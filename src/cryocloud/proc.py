@@ -73,7 +73,23 @@ def spawn_detached(
         for f in (out, err):
             if not isinstance(f, int):
                 f.close()
+    DETACHED.add(p.pid)
     return p.pid
+
+
+DETACHED: set[int] = set()  # pids spawn_detached started and nobody has waited for yet
+
+
+def reap_detached() -> None:
+    """Collect the exit status of detached children that ended (no zombies). Only those: a process that runs
+    other work in threads (`cryocloud serve`) must not take the exit status of a run_command child from them."""
+    for pid in list(DETACHED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already (subprocess's own clean-up)
+            done = pid
+        if done:
+            DETACHED.discard(pid)
 
 
 class ProcessGroup:

@@ -56,8 +56,9 @@ def n_jobs() -> int:
         ledger.close()
 
 
-def test_openapi_document_lists_the_calls(client: TestClient) -> None:
-    doc = client.get("/api/v1/openapi.json").json()
+def test_openapi_document_lists_the_calls(client: TestClient, people: People) -> None:
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    doc = client.get("/api/v1/openapi.json", headers=auth(people.alice)).json()
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/logs", "/api/v1/jobs/{job_id}/cancel",
             "/api/v1/plan", "/api/v1/costs", "/api/v1/storage"} <= set(doc["paths"])
 
@@ -171,7 +172,10 @@ def test_unknown_profile_is_refused_with_the_clis_hint(client: TestClient, peopl
         "project_dir": str(projects / "p1"), "job_dir": "External/job009", "commands": ["echo x"],
         "profile": "nosuchprofile"})
     assert r.status_code == 400 and "nosuchprofile" in r.json()["message"], r.text
-    assert n_jobs() == 0
+    assert n_jobs() == 0 and not (projects / "p1" / "External").exists()
+    body = {"project_dir": str(projects / "p2"), "job_dir": "External/job001", "commands": ["echo x"]}
+    r = client.post("/api/v1/jobs", headers=auth(people.alice), json=body)  # no such project folder
+    assert r.status_code == 400 and not (projects / "p2").exists()
 
 
 def test_plan_answers_as_the_cli_does(client: TestClient, people: People) -> None:
@@ -183,9 +187,18 @@ def test_plan_answers_as_the_cli_does(client: TestClient, people: People) -> Non
     assert r.status_code == 400 and r.json()["hint"]
 
 
-def test_storage_use_of_the_default_store(client: TestClient, people: People) -> None:
+def test_storage_use_of_the_default_store_per_project(client: TestClient, people: People, projects: Path) -> None:
+    from cryocloud.storage.project import push_project
+    from cryocloud.storage.stores import open_store
+
     r = client.get("/api/v1/storage", headers=auth(people.alice))
-    assert r.status_code == 200 and r.json()["bytes"] == 0 and "rows" in r.json()
+    assert r.status_code == 200 and r.json()["bytes"] == 0 and r.json()["projects"] == []
+    (projects / "p1" / "Class2D").mkdir()
+    (projects / "p1" / "Class2D" / "run.star").write_bytes(b"x" * 5000)
+    push_project(open_store("", load_settings()), projects / "p1", "betagal")
+    got = client.get("/api/v1/storage", headers=auth(people.alice)).json()
+    assert got["bytes"] >= 5000 and [p["project"] for p in got["projects"]] == ["betagal"]
+    assert got["projects"][0]["bytes"] >= 5000 and got["projects"][0]["usd_per_month"] > 0
 
 
 def test_users_and_tokens_from_the_cli(cryocloud_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

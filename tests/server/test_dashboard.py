@@ -85,7 +85,7 @@ def test_sign_in_see_jobs_costs_and_storage(browser: Any, cryocloud_home: Path, 
         assert page.locator("svg rect.bar").count() >= 1 and "betagal" in page.inner_text("main")
         page.screenshot(path=str(shots / "dashboard-costs.png"), full_page=True)
         page.click("text=Storage")
-        assert "USD per month" in page.inner_text("main")
+        assert "USD per month" in page.inner_text("main") and "Per project" in page.inner_text("main")
         # a form without the session's CSRF token changes nothing
         page.goto(f"{served.url}/login")
         answer = page.request.post(f"{served.url}/jobs/{done['id']}/cancel", form={"csrf": "forged"})

@@ -3,6 +3,7 @@ project roots a job may name files under, a job given as data, and storage use. 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -97,7 +98,8 @@ def submit_command_as(settings: Settings, user: User, body: Mapping[str, Any], e
                               gpus=int(body.get("gpus", 0)), wall_time=body.get("wall_time"))
     except (TypeError, ValueError):
         raise SubmissionError("mpi, threads and gpus must be whole numbers", "e.g. \"threads\": 4") from None
-    folder.mkdir(parents=True, exist_ok=True)
+    if not project.is_dir():
+        raise SubmissionError(f"{project} is not a folder", "give the project folder the job works in")
     spec = JobSpec(name=str(body.get("name") or job_dir), client="command", job_type="command",
                    project_dir=str(project), job_dir=job_dir, commands=commands, resources=resources,
                    queue=str(body.get("profile") or ""))
@@ -105,7 +107,15 @@ def submit_command_as(settings: Settings, user: User, body: Mapping[str, Any], e
     profile = choose_profile(spec, mine)
     if spec.queue == profile.name:
         spec = dataclasses.replace(spec, queue="")
-    return submit_spec(spec, profile, mine, env)
+    made = [p for p in (folder, *folder.parents) if p.is_relative_to(project) and p != project and not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return submit_spec(spec, profile, mine, env)
+    except CryocloudError:
+        for p in made:  # nothing is left of a refused job (deepest folder first; one with files in it stays)
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
 
 
 def users_view(ledger: Ledger) -> list[dict[str, Any]]:
@@ -126,7 +136,27 @@ def storage_use(settings: Settings) -> dict[str, Any]:
     out: list[dict[str, Any]] = [{"kind": kind, "storage_class": tier, "objects": n, "bytes": size,
             "usd_per_month": round(monthly_usd(size, tier), 4)} for (kind, tier), (n, size) in rows.items()]
     return {"store": store.url, "rows": out, "bytes": sum(r["bytes"] for r in out),
-            "usd_per_month": round(sum(r["usd_per_month"] for r in out), 4)}
+            "usd_per_month": round(sum(r["usd_per_month"] for r in out), 4), "projects": _per_project(store)}
+
+
+def _per_project(store: Any) -> list[dict[str, Any]]:
+    """Per project (and "(job staging)", "(storage push)"): the files and packs its snapshots name, their bytes and
+    monthly cost at their storage class now; `shared_bytes`: the part other holders name too (deduplicated, so
+    the rows add up to more than the store holds)."""
+    from cryocloud.storage.catalog import monthly_usd
+    from cryocloud.storage.tiers import placements, rules
+    from cryocloud.storage.transfer import run
+
+    out: dict[str, dict[str, Any]] = {}
+    for p in run(placements(store, rules(store))):
+        for h in p.holders:
+            row = out.setdefault(h, {"project": h, "objects": 0, "bytes": 0, "usd_per_month": 0.0,
+                                     "shared_bytes": 0})
+            row["objects"] += 1
+            row["bytes"] += p.size
+            row["usd_per_month"] += monthly_usd(p.size, p.storage_class)  # unrounded: small projects cost < 1e-6
+            row["shared_bytes"] += p.size if len(p.holders) > 1 else 0
+    return sorted(out.values(), key=lambda r: str(r["project"]))
 
 
 def _with_ledger(settings: Settings, work: Any) -> Any:

@@ -20,7 +20,7 @@ from cryocloud.jobs import runlog
 from cryocloud.ledger import Ledger
 from cryocloud.monitor import handoff
 from cryocloud.monitor.passes import dispatch, has_active, open_ledger, reconcile
-from cryocloud.proc import MONITOR_LOCK, running_monitor, start_monitor
+from cryocloud.proc import MONITOR_LOCK, reap_detached, running_monitor, start_monitor
 from cryocloud.settings import Settings, load_settings, private_dir
 
 BACKUP_EVERY = 3600.0  # s between backups of the ledger while the monitor runs (and one when it leaves)
@@ -62,16 +62,6 @@ def _backup(ledger: Ledger) -> None:
     except (sqlite3.Error, OSError) as e:
         print(runlog.stamp(f"could not back up the ledger: {e}"), end="", flush=True)
 
-
-def _reap_children() -> None:
-    """Agents started from the monitor are its children: collect their exit status (no zombies)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 class Held:
@@ -132,7 +122,7 @@ def run_monitor(settings: Settings, handler: handoff.Handler, clock: Callable[[]
             reconcile(settings, ledger)
             stager.step(settings, ledger)  # uploads run beside the loop; their jobs start once staged
             dispatch(settings, ledger)
-            _reap_children()
+            reap_detached()  # agents started from here are our children
             if has_active(ledger):
                 last_busy = clock()
             elif not stay and clock() - last_busy > settings.local.monitor_linger:

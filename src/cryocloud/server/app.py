@@ -66,7 +66,7 @@ class _TooBig(Exception):
 def create_app(settings: Settings) -> FastAPI:
     from cryocloud.server import api, pages, sessions
 
-    app = FastAPI(title="cryocloud", version="1", openapi_url=f"{API}/openapi.json", docs_url=None,
+    app = FastAPI(title="cryocloud", version="1", openapi_url=None, docs_url=None,
                   redoc_url=None, description="Submit cryo-EM jobs, follow them, and see what they cost. "
                   "Every call needs `Authorization: Bearer TOKEN` (`cryocloud tokens create NAME`).")
     app.state.cryocloud = State(settings)

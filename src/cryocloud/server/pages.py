@@ -289,4 +289,9 @@ def storage_page(request: Request) -> Response:
                    ["kind", "storage class", "objects", "GB", "USD/month"],
                    [[escape(r["kind"]), escape(r["storage_class"]), str(r["objects"]), f'{r["bytes"] / 1e9:.3f}',
                      _usd(r["usd_per_month"])] for r in use["rows"]], {2, 3, 4})
+        body += "<h2>Per project</h2>" + bars([(str(r["project"]), float(r["usd_per_month"])) for r in
+                                               use["projects"]], "USD/month") + _table(
+            ["project", "objects", "GB", "shared GB", "USD/month"],
+            [[escape(r["project"]), str(r["objects"]), f'{r["bytes"] / 1e9:.3f}', f'{r["shared_bytes"] / 1e9:.3f}',
+              _usd(r["usd_per_month"])] for r in use["projects"]], {1, 2, 3, 4})
     return _page("Data in storage", body, session)
