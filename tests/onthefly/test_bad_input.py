@@ -123,3 +123,25 @@ def test_fixed_settings_and_retry_failed_take_movies_back_in(tmp_path: Path) -> 
     lost = rows["lost.mrc"]
     assert (lost["state"], lost["batch_id"], lost["batches"]) == ("settled", None, 1)  # waits for its next batch
     again.close()
+
+
+def test_a_second_watcher_of_the_same_session_is_refused(tmp_path: Path) -> None:
+    import subprocess
+
+    from cryocloud.errors import CryocloudError
+
+    w, _clock, session = make(tmp_path)
+    # stands for a watcher still running elsewhere (its command line names watch; a reused pid would not)
+    sleeper = subprocess.Popen(["sh", "-c", "sleep 60", "cryocloud-watch"])
+    try:
+        records.update_session(w.ledger.db, w.session.id, watcher_pid=sleeper.pid)
+        w.ledger.close()
+        with pytest.raises(CryocloudError, match=f"another watcher \\(pid {sleeper.pid}\\)") as e:
+            Watcher(WatchRequest(session, tmp_path / "project", tmp_path / "project" / "s.toml"))
+        assert f"kill {sleeper.pid}" in e.value.hint
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    w.pool.shutdown()
+    after = Watcher(WatchRequest(session, tmp_path / "project", tmp_path / "project" / "s.toml"))  # it died: fine
+    after.close()

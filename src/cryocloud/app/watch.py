@@ -80,6 +80,16 @@ def _relion_env(project: Path, settings: Settings, base: Mapping[str, str]) -> d
     return relion.environment(env)
 
 
+def _is_watcher(pid: int) -> bool:
+    """Is `pid` a running watcher (not a process that reused the pid of one that died)?"""
+    if not pid_alive(pid):
+        return False
+    try:
+        return b"watch" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class Watcher:
     def __init__(self, req: WatchRequest, settings: Settings | None = None, env: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -100,6 +110,11 @@ class Watcher:
         self.ledger = Ledger(self.cryo.ledger_path)
         self.session = records.open_session(self.ledger.db, str(self.session_dir), str(self.project), req.profile,
                                             req.upload, self.cryo.user)
+        other = self.session.watcher_pid
+        if other and other != os.getpid() and _is_watcher(other):
+            self.ledger.close()
+            raise CryocloudError(f"another watcher (pid {other}) is watching {self.session_dir} into {self.project}",
+                                 f"one watcher per session: stop it first (kill {other}), or watch from it")
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", self.session_dir.name) or "session"
         self.link_dir = f"Movies/{base}"
         self.env = _relion_env(self.project, self.cryo, os.environ if env is None else env)
