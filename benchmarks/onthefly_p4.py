@@ -12,7 +12,7 @@
     relion_import + relion_run_motioncorr run by hand over all of them in one batch (same options, --j 1); ratio
     = by hand / watcher time (target >= 0.9); 2. paced at --rate-b movies/h: latency p50/p95 from file closed to
     corrected micrograph, backlog over time (a plot), no growth.
-usage: .venv/bin/python benchmarks/onthefly_p4.py [--part a|b|all] [--repeat 3] [--out benchmarks/results]
+usage: .venv/bin/python benchmarks/onthefly_p4.py [--part a|b|all] [--repeat 3] [--s3] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -67,8 +67,28 @@ def fresh(base: Path, name: str) -> tuple[Path, Path, Path]:
     return session, project, store
 
 
-def handoff_run(base: Path, name: str, n: int, rate: float, paced: bool) -> dict[str, Any]:
-    session, project, store = fresh(base, name)
+def s3_start(base: Path) -> str:
+    """SeaweedFS over HTTPS with a private CA (scripts/s3-server), a bucket, boto3's chain pointed at it; its URL."""
+    import uuid
+
+    import boto3
+
+    server = json.loads(subprocess.run([sys.executable, ROOT / "scripts" / "s3-server", "start", base / "s3",
+                                        "--tls"], check=True, capture_output=True, text=True).stdout)
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[k]
+    os.environ.update({"AWS_ENDPOINT_URL_S3": server["https_endpoint_url"], "AWS_CA_BUNDLE": server["ca_file"],
+                       "AWS_ACCESS_KEY_ID": server["access_key"], "AWS_SECRET_ACCESS_KEY": server["secret_key"],
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
+                       "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    bucket = "p4-" + uuid.uuid4().hex[:10]
+    boto3.session.Session().client("s3", endpoint_url=server["endpoint_url"]).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}"
+
+
+def handoff_run(base: Path, name: str, n: int, rate: float, paced: bool, s3: str = "") -> dict[str, Any]:
+    session, project, store_dir = fresh(base, name)
+    store = f"{s3}/{name}" if s3 else str(store_dir)
     plan = Plan(session, n, rate, size=16, frames=2)
     if not paced:
         simulate(plan)
@@ -111,11 +131,17 @@ def handoff_run(base: Path, name: str, n: int, rate: float, paced: bool) -> dict
             "max_backlog": max((b for _t, b in samples), default=0), "samples": samples}
 
 
-def part_a(base: Path, repeat: int, n: int, rate: float, seconds: float) -> dict[str, Any]:
-    capacity = [handoff_run(base, f"a-capacity-{i}", n, 1e9, paced=False) for i in range(repeat)]
-    paced_n = int(rate * seconds / 3600)
-    paced = [handoff_run(base, f"a-paced-{i}", paced_n, rate, paced=True) for i in range(repeat)]
-    return {"capacity": capacity, "paced": paced, "rate": rate,
+def part_a(base: Path, repeat: int, n: int, rate: float, seconds: float, s3: bool = False) -> dict[str, Any]:
+    url = s3_start(base) if s3 else ""
+    try:
+        capacity = [handoff_run(base, f"a-capacity-{i}", n, 1e9, paced=False, s3=url) for i in range(repeat)]
+        paced_n = int(rate * seconds / 3600)
+        paced = [handoff_run(base, f"a-paced-{i}", paced_n, rate, paced=True, s3=url) for i in range(repeat)]
+    finally:
+        if s3:
+            subprocess.run([sys.executable, ROOT / "scripts" / "s3-server", "stop", base / "s3"], check=False)
+    return {"store": "SeaweedFS over HTTPS" if s3 else "local folder", "capacity": capacity, "paced": paced,
+            "rate": rate,
             "capacity_median_per_hour": statistics.median(r["capacity_per_hour"] for r in capacity),
             "paced_median_handoff_p95_s": statistics.median(r["handoff_p95_s"] for r in paced),
             "paced_median_max_backlog": statistics.median(r["max_backlog"] for r in paced)}
@@ -233,6 +259,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--movies-a", type=int, default=2000)
     ap.add_argument("--rate-a", type=float, default=10000)
+    ap.add_argument("--s3", action="store_true", help="(a) archives to SeaweedFS over HTTPS (scripts/s3-server)")
     ap.add_argument("--seconds-a", type=float, default=90)
     ap.add_argument("--movies-b", type=int, default=150)
     ap.add_argument("--size-b", type=int, default=384)
@@ -248,14 +275,15 @@ def main() -> int:
     result: dict[str, Any] = {"load_before": os.getloadavg()}
     try:
         if args.part in ("a", "all"):
-            result["a"] = part_a(base, args.repeat, args.movies_a, args.rate_a, args.seconds_a)
+            result["a"] = part_a(base, args.repeat, args.movies_a, args.rate_a, args.seconds_a, args.s3)
         if args.part in ("b", "all"):
             result["b"] = part_b(base, args.repeat, args.movies_b, args.size_b, args.frames_b, args.rate_b,
                                  args.paced_b, args.split_b)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     result["load_after"] = os.getloadavg()
-    name = f"onthefly_p4_{args.part}" + (f"_{args.movies_b}x{args.split_b}" if args.part == "b" else "")
+    name = f"onthefly_p4_{args.part}" + (f"_{args.movies_b}x{args.split_b}" if args.part == "b" else "") + \
+        ("_s3" if args.s3 else "")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
     plot(result, args.out / f"{name}_backlog.png")
     brief = {k: v for k, v in result.items() if k not in ("a", "b")}
