@@ -31,7 +31,7 @@ class SessionSettings:
     amplitude_contrast: float = 0.1
     optics_group: str = "opticsGroup1"
     # the detector
-    gain_ref: str = ""  # path to the gain reference ("" when the movies are gain-corrected)
+    gain_ref: str = ""  # the gain reference, absolute or relative to the project ("" when movies are gain-corrected)
     gain_rot: int = 0  # 0 none, 1 90 degrees, 2 180, 3 270 (as RELION's MotionCorr)
     gain_flip: int = 0  # 0 none, 1 upside down, 2 left to right
     eer_grouping: int = 32  # EER frames per fraction
@@ -136,7 +136,7 @@ amplitude_contrast = {d.amplitude_contrast}
 optics_group = "{d.optics_group}"
 
 # --- the detector ---
-gain_ref = ""              # gain reference (path); "" when the movies are already gain-corrected
+gain_ref = ""              # gain reference (absolute, or relative to the project); "" when already corrected
 gain_rot = {d.gain_rot}               # rotate the gain: 0 none, 1 90 degrees, 2 180, 3 270
 gain_flip = {d.gain_flip}              # flip the gain: 0 none, 1 upside down, 2 left to right
 eer_grouping = {d.eer_grouping}         # EER movies: raw frames per fraction
