@@ -11,11 +11,11 @@ PKG = "cryocloud"
 
 # Layers, top to bottom: a module may import its own layer's modules and any layer below, never one above.
 LAYERS: list[tuple[str, ...]] = [
-    ("cli", "server", "__main__"),
+    ("cli", "server", "onthefly", "__main__"),
     ("app",),
     ("monitor",),
     ("backends",),
-    ("jobs", "relion_setup", "planner", "storage", "ledger", "accounts", "demo", "sandbox", "aws"),
+    ("jobs", "relion_setup", "planner", "storage", "ledger", "accounts", "session", "demo", "sandbox", "aws"),
     ("settings", "errors", "proc"),
 ]
 # Leaves that live in a room of an upper floor but import nothing of cryocloud beyond errors: the ground floor.
@@ -29,6 +29,7 @@ SIDEWAYS_FORBIDDEN = {
     "ledger": ("planner", "storage", "jobs", "demo"),
     "sandbox": ("planner", "jobs", "ledger", "demo"),  # a local AWS: knows nothing of cryocloud's jobs
     "aws": ("planner", "jobs", "ledger", "demo", "sandbox"),
+    "session": ("planner", "jobs", "storage", "ledger", "demo", "sandbox"),  # on-the-fly's own logic, below app/
 }
 
 

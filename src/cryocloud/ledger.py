@@ -20,6 +20,7 @@ from typing import Any
 from cryocloud.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs.states import ACTIVE, State
+from cryocloud.session.records import SESSION_SCHEMA
 from cryocloud.settings import private_dir
 
 SCHEMA = """
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     message TEXT NOT NULL
 );
-"""
+""" + SESSION_SCHEMA
 
 
 @dataclass(frozen=True)

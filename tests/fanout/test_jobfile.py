@@ -89,9 +89,11 @@ def test_a_score_column_nobody_wrote_and_a_missing_file(tmp_path: Path) -> None:
         scores.read_scores(tmp_path / "other.sc", "total_score")
 
 
-def test_shards_are_contiguous_and_cover_every_row() -> None:
-    covered = [split.bounds(7, 3, i) for i in range(3)]
-    assert covered == [(0, 3), (3, 5), (5, 7)]
+def test_shards_interleave_and_cover_every_row_once() -> None:
+    covered = [list(split.shard_rows(7, 3, i)) for i in range(3)]
+    assert covered == [[0, 3, 6], [1, 4], [2, 5]]
+    # a list that grew at its end (on-the-fly: rows 0-5 done before) spreads its new rows over every shard
+    assert [len([r for r in split.shard_rows(9, 3, i) if r >= 6]) for i in range(3)] == [1, 1, 1]
 
 
 def test_each_task_gets_its_fields_and_a_small_launch_file(tmp_path: Path) -> None:

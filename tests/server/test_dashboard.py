@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,5 +135,71 @@ def test_a_relion_class2d_through_the_server_shows_its_progress_and_class_averag
         for n in range(2):  # rendered: the browser decoded each PNG
             assert images.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")
         page.screenshot(path=str(shots / "dashboard-class2d.png"))
+    finally:
+        served.stop()
+
+
+def _watched_session(home: Path, session_dir: str, user: str, movies: int) -> int:
+    """A session as `cryocloud watch` records it (ledger rows written through its own functions): movies that
+    closed a few seconds apart, two batches, each movie corrected with a drift and a CTF resolution, one rejected."""
+    from cryocloud.ledger import Ledger
+    from cryocloud.session import records
+
+    ledger = Ledger(home / "ledger.sqlite")
+    s = records.open_session(ledger.db, session_dir, f"{session_dir}-project", "local", "s3://archive/raw", user)
+    t0 = time.time() - 3600  # an hour ago
+    for i in range(movies):
+        records.add_movie(ledger.db, s.id, f"FoilHole_{i:05d}.tiff", 1000, t0 + 4 * i, t0 + 4 * i + 2, records.SETTLED)
+        records.update_movie(ledger.db, s.id, f"FoilHole_{i:05d}.tiff", uploaded_at=t0 + 4 * i + 3,
+                             verified_at=t0 + 4 * i + 3, sha256="ab" * 32)
+    records.add_movie(ledger.db, s.id, "Cut.tiff", 10, t0, t0 + 2, records.REJECTED, "truncated (hint: copy it again)")
+    for size in (movies // 2, movies - movies // 2):
+        batch, names = records.new_batch(ledger.db, s.id, size, 1)
+        for n, name in enumerate(names):
+            i = int(name[9:14])
+            records.update_movie(ledger.db, s.id, name, state=records.CORRECTED, corrected_at=t0 + 4 * i + 9 + n,
+                                 drift=2.0 + (i % 5) * 0.7, ctf_resolution=4.0 + (i % 3))
+        records.update_batch(ledger.db, batch, state=records.DONE)
+    records.update_session(ledger.db, s.id, heartbeat_at=t0 + 4 * movies + 20,
+                           problems=["Late.tiff is still being written after 600 s"])
+    ledger.close()
+    return s.id
+
+
+def test_a_watched_session_page_shows_backlog_throughput_drift_and_ctf(browser: Any, cryocloud_home: Path,
+                                                                      tmp_path: Path) -> None:
+    people = facility(cryocloud_home, [tmp_path])
+    mine = _watched_session(cryocloud_home, "/data/alice-session", "alice", 12)
+    _watched_session(cryocloud_home, "/data/bob-session", "bob", 3)
+    shots = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    served = Served(tmp_path / "serve.log")
+    try:
+        assert [s["session"]["dir"] for s in api(f"{served.url}/api/v1/sessions", people.alice)] == \
+            ["/data/alice-session"]
+        assert len(api(f"{served.url}/api/v1/sessions", people.boss)) == 2  # a manager sees every session
+        one = api(f"{served.url}/api/v1/sessions/{mine}", people.alice)
+        assert (one["corrected"], one["rejected"], one["verified"]) == (12, 1, 12) and len(one["movies"]) == 13
+        assert 100 < one["throughput_per_hour"] < 2000  # 12 movies over ~50 s of a session gone quiet
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(served.url + "/login")
+        page.fill("input[name=token]", people.alice)
+        page.click("button")
+        page.wait_for_url(served.url + "/")
+        page.click("text=Sessions")
+        page.wait_for_url(served.url + "/sessions")
+        rows = page.locator("tbody tr")
+        assert rows.count() == 1 and "/data/alice-session" in rows.first.inner_text()
+        assert "bob-session" not in page.content()
+        rows.first.locator("a").click()
+        page.wait_for_url(f"{served.url}/sessions/{mine}")
+        main = page.inner_text("main")
+        assert "Backlog over time" in main and "Throughput over time" in main
+        assert "Drift per movie" in main and "CTF resolution per movie" in main
+        assert page.locator("svg polyline.series").count() == 4  # backlog, throughput, drift, CTF
+        assert "still being written" in page.locator(".error").first.inner_text()
+        assert "truncated" in main and "FoilHole_00011.tiff" in main
+        page.screenshot(path=str(shots / "dashboard-session.png"), full_page=True)
+        page.goto(f"{served.url}/sessions/{mine + 1}")  # bob's: not found for alice
+        assert "not found" in page.inner_text("main").lower()
     finally:
         served.stop()

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "instances": ("cryocloud.cli.instances_cmds:instances", "Cloud instances cryocloud launched: ls (job, cost so far), kill."),
     "aws": ("cryocloud.cli.aws_cmds:aws", "A lab's AWS account made ready for cryocloud: bootstrap."),
     "sandbox": ("cryocloud.cli.sandbox_cmds:sandbox", "A local AWS on this machine (EC2, S3, simulated nodes): up, down, status."),
+    "watch": ("cryocloud.onthefly.commands:watch", "Upload and preprocess a microscope session while it is collected."),
+    "simulate-session": ("cryocloud.onthefly.commands:simulate_session", "Write synthetic movies like a microscope (tests, demos)."),
     "serve": ("cryocloud.cli.server_cmds:serve", "Serve the REST API and the dashboard (runs the monitor; facility mode)."),
     "users": ("cryocloud.cli.server_cmds:users", "API users of the server: add, list."),
     "tokens": ("cryocloud.cli.server_cmds:tokens", "API tokens: create (shown once), list, revoke."),

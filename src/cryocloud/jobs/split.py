@@ -94,11 +94,11 @@ def split_spec(spec: JobSpec, workers: int) -> JobSpec:
     return replace(spec, tasks=workers, fanout=fanout)
 
 
-def bounds(rows: int, workers: int, index: int) -> tuple[int, int]:
-    """Shard `index`'s rows [start, end): contiguous slices, sizes differing by at most one."""
-    size, extra = divmod(rows, workers)
-    start = index * size + min(index, extra)
-    return start, start + size + (1 if index < extra else 0)
+def shard_rows(rows: int, workers: int, index: int) -> range:
+    """Shard `index`'s rows: every `workers`-th row from `index` (sizes differing by at most one). Interleaved, not
+    contiguous: on-the-fly re-runs a job whose list grows at its end, where RELION's --only_do_unfinished skips the
+    rows already done; contiguous slices would hand every new row to the last shard."""
+    return range(index, rows, workers)
 
 
 def write_shard(source: Path, target: Path, index: int, workers: int) -> int:
@@ -106,11 +106,10 @@ def write_shard(source: Path, target: Path, index: int, workers: int) -> int:
     doc = gemmi.cif.read_file(str(source))
     loop = _table(doc)
     width, values = loop.width(), list(loop.values)
-    start, end = bounds(loop.length(), workers, index)
-    rows = [values[r * width:(r + 1) * width] for r in range(start, end)]
+    rows = [values[r * width:(r + 1) * width] for r in shard_rows(loop.length(), workers, index)]
     loop.set_all_values([[row[c] for row in rows] for c in range(width)])
     target.write_text(doc.as_string(), encoding="utf-8")
-    return end - start
+    return len(rows)
 
 
 def shard_commands(spec: JobSpec, index: int, control_dir: Path, project: Path) -> list[str]:

@@ -64,7 +64,7 @@ class _TooBig(Exception):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    from cryocloud.server import api, pages
+    from cryocloud.server import api, pages, sessions
 
     app = FastAPI(title="cryocloud", version="1", openapi_url=None, docs_url=None,
                   redoc_url=None, description="Submit cryo-EM jobs, follow them, and see what they cost. "
@@ -90,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
                              "hint": f"see the API's schema at {API}/openapi.json", "kind": "BadRequest"}, 422)
 
     app.include_router(api.router, prefix=API)
+    app.include_router(sessions.api_router, prefix=API)
     app.include_router(pages.router)
+    app.include_router(sessions.router)
     app.add_middleware(BodyLimit)
     return app

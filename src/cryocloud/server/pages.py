@@ -27,7 +27,7 @@ REFRESH = 10  # s: the jobs page reloads itself, so states are live without Java
 def _page(title: str, body: str, session: Session | None = None, refresh: bool = False) -> HTMLResponse:
     nav = ""
     if session is not None:
-        nav = ('<a href="/">Jobs</a><a href="/costs">Costs</a><a href="/storage">Storage</a>'
+        nav = ('<a href="/">Jobs</a><a href="/sessions">Sessions</a><a href="/costs">Costs</a><a href="/storage">Storage</a>'
                f'<span class="who">{escape(session.user.name)} ({escape(session.user.role)})</span>'
                f'<form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" '
                f'value="{escape(session.csrf)}"><button>Sign out</button></form>')
@@ -76,7 +76,8 @@ def bars(rows: list[tuple[str, float]], unit: str = "USD") -> str:
     return "".join(parts) + "</svg>"
 
 
-def lines(series: dict[str, list[tuple[float, float]]], y_label: str, width: int = 520, height: int = 200) -> str:
+def lines(series: dict[str, list[tuple[float, float]]], y_label: str, width: int = 520, height: int = 200,
+          x_label: str = "iteration") -> str:
     """A line plot as inline SVG: one polyline per series, x and y axes with their ranges."""
     points = [p for s in series.values() for p in s]
     if not points:
@@ -95,8 +96,8 @@ def lines(series: dict[str, list[tuple[float, float]]], y_label: str, width: int
              f'<line x1="{left}" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#889"/>',
              f'<line x1="{left}" y1="10" x2="{left}" y2="{bottom}" stroke="#889"/>',
              f'<text x="0" y="14">{y1:.3g}</text><text x="0" y="{bottom}">{y0:.3g}</text>',
-             f'<text x="{left}" y="{height - 6}">iteration {x0:g}</text>'
-             f'<text x="{width - 90}" y="{height - 6}">iteration {x1:g}</text>',
+             f'<text x="{left}" y="{height - 6}">{escape(x_label)} {x0:g}</text>'
+             f'<text x="{width - 90}" y="{height - 6}">{escape(x_label)} {x1:g}</text>',
              f'<text x="{left + 10}" y="24">{escape(y_label)}</text>']
     for i, (name, pts) in enumerate(series.items()):
         colour = colours[i % len(colours)]
