@@ -256,3 +256,48 @@ def test_a_users_slurm_account_goes_on_their_slurm_jobs(cryocloud_home: Path, pr
     assert "--account=lab-a" in sbatch_argv(spec, opts, batch_script="/b", control_dir="/c", exports=[], job_name="x")
     with pytest.raises(CryocloudError, match="Slurm account"):
         add_user(settings, "erin", "user", slurm_account="bad account")
+
+
+def test_instances_a_manager_sees_all_a_user_those_of_their_jobs(cryocloud_home: Path, projects: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /api/v1/instances against moto in-process (EC2): alice's job's instance, with its cost so far, is seen by
+    alice and by the manager, not by bob; an untagged instance by nobody."""
+    import json
+    import time
+
+    moto = pytest.importorskip("moto")
+    from cryocloud.storage import tags as tagging
+
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    people = facility(cryocloud_home, [projects], '\n[profiles.aws]\nbackend = "aws"\nregion = "us-east-1"\n')
+    with moto.mock_aws():
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        settings = load_settings()
+        ledger = Ledger(settings.ledger_path)
+        job = ledger.add_job(name="Class2D/job002/", client="relion", job_type="Class2D",
+                             project_dir=str(projects / "p1"), job_dir="Class2D/job002/", profile="aws",
+                             backend="aws", user="alice", project="p1", state="running", spec="{}",
+                             submitted_at=time.time(), control_dir=str(projects / "p1"))
+        tags = tagging.make(project="p1", job=f"{job} Class2D/job002/", expires=str(int(time.time() + 3600)),
+                            who="alice")
+        tags[tagging.LEDGER] = tagging.ledger_id(settings.ledger_path)
+        run = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="c7i.large",
+                                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                    {"Key": k, "Value": v} for k, v in tags.items()]}])
+        iid = run["Instances"][0]["InstanceId"]
+        ledger.add_attempt(job, backend="aws", handle=json.dumps({"instance_id": iid}), usd_per_hour=0.5,
+                           started_at=time.time(), state="running")
+        ledger.close()
+        ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="c7i.large")  # not ours
+        with TestClient(create_app(settings), client=("10.1.2.3", 5000)) as client:
+            seen = {who: client.get("/api/v1/instances", headers=auth(token)).json()
+                    for who, token in (("alice", people.alice), ("bob", people.bob), ("boss", people.boss))}
+    assert [(r["id"], r["job_id"], r["owner"]) for r in seen["alice"]["instances"]] == [(iid, job, "alice")]
+    assert seen["alice"]["instances"][0]["usd_per_hour"] > 0 and seen["alice"]["instances"][0]["cost_so_far_usd"] > 0
+    assert [r["id"] for r in seen["boss"]["instances"]] == [iid]
+    assert seen["bob"]["instances"] == []

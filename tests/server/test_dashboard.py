@@ -86,6 +86,8 @@ def test_sign_in_see_jobs_costs_and_storage(browser: Any, cryocloud_home: Path, 
         page.screenshot(path=str(shots / "dashboard-costs.png"), full_page=True)
         page.click("text=Storage")
         assert "USD per month" in page.inner_text("main") and "Per project" in page.inner_text("main")
+        page.click("text=Instances")  # this server has no AWS profile: said, with the way to make one
+        assert "no AWS profile is configured" in page.inner_text("main") and "aws bootstrap" in page.inner_text("main")
         # a form without the session's CSRF token changes nothing
         page.goto(f"{served.url}/login")
         answer = page.request.post(f"{served.url}/jobs/{done['id']}/cancel", form={"csrf": "forged"})

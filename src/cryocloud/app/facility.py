@@ -192,3 +192,24 @@ def revoke_token(settings: Settings, token_id: int) -> accounts.TokenRow:
 def set_notify(settings: Settings, name: str, webhook: str | None, email: str | None) -> tuple[str, str]:
     """Where user `name` hears of their jobs' ends and budgets (None: unchanged, "": none)."""
     return _with_ledger(settings, lambda db: accounts.set_targets(db, name, webhook, email))  # type: ignore[no-any-return]
+
+
+def instances_for(settings: Settings, ledger: Ledger, user: User) -> dict[str, Any]:
+    """cryocloud's live EC2 instances as the API and the dashboard show them: a manager sees every one tagged by
+    cryocloud in the configured region, a user those that run their own jobs. No AWS to ask (no credentials, no
+    profile, no credentials) is said, not raised: {"error", "hint"} beside an empty list."""
+    from cryocloud.app.instances import list_instances
+    from cryocloud.storage import tags as tagging
+
+    if not any(p.backend == "aws" for p in settings.profiles.values()):  # nothing to ask AWS about
+        return {"instances": [], "usd_per_hour": 0.0, "error": "no AWS profile is configured on this server",
+                "hint": "`cryocloud aws bootstrap` writes them (or `cryocloud sandbox up` to rehearse)"}
+    try:
+        rows = list_instances(settings, all_users=True)  # jobs launched for API users carry their names as owner
+    except CryocloudError as e:
+        return {"instances": [], "usd_per_hour": 0.0, "error": e.message, "hint": e.hint}
+    if not user.manager:
+        mine = {j.id for j in ledger.jobs(user=user.name)}
+        owner = tagging.clean(user.name)  # launched for them: their name is the owner tag, their job's id the job's
+        rows = [r for r in rows if r["job_id"] in mine and r["owner"] == owner]
+    return {"instances": rows, "usd_per_hour": round(sum(float(r["usd_per_hour"]) for r in rows), 4)}

@@ -1,4 +1,4 @@
-"""/api/v1: submit, list, status, logs, cancel, plan, costs, storage. Parses, calls app/, returns its data."""
+"""/api/v1: submit, list, status, logs, cancel, plan, costs, storage, instances. Parses, calls app/, returns its data."""
 
 from __future__ import annotations
 
@@ -141,3 +141,10 @@ def cost_rows(request: Request, user: Caller, by: str = "job", project: str | No
 def storage(request: Request, user: Caller) -> dict[str, Any]:
     """Bytes in the configured object store by kind and storage class, with their monthly cost."""
     return facility.storage_use(state_of(request).settings)
+
+
+@router.get("/instances")
+def instances(request: Request, user: Caller) -> dict[str, Any]:
+    """cryocloud's live EC2 instances (a manager: all; a user: those running their jobs) with cost so far."""
+    st = state_of(request)
+    return facility.instances_for(st.settings, st.ledger(), user)

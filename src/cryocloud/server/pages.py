@@ -27,7 +27,7 @@ REFRESH = 10  # s: the jobs page reloads itself, so states are live without Java
 def _page(title: str, body: str, session: Session | None = None, refresh: bool = False) -> HTMLResponse:
     nav = ""
     if session is not None:
-        nav = ('<a href="/">Jobs</a><a href="/sessions">Sessions</a><a href="/costs">Costs</a><a href="/storage">Storage</a>'
+        nav = ('<a href="/">Jobs</a><a href="/sessions">Sessions</a><a href="/costs">Costs</a><a href="/storage">Storage</a><a href="/instances">Instances</a>'
                f'<span class="who">{escape(session.user.name)} ({escape(session.user.role)})</span>'
                f'<form class="inline" method="post" action="/logout"><input type="hidden" name="csrf" '
                f'value="{escape(session.csrf)}"><button>Sign out</button></form>')
@@ -295,3 +295,24 @@ def storage_page(request: Request) -> Response:
             [[escape(r["project"]), str(r["objects"]), f'{r["bytes"] / 1e9:.3f}', f'{r["shared_bytes"] / 1e9:.3f}',
               _usd(r["usd_per_month"])] for r in use["projects"]], {1, 2, 3, 4})
     return _page("Data in storage", body, session)
+
+
+@router.get("/instances")
+def instances_page(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    st = state_of(request)
+    got = facility.instances_for(st.settings, st.ledger(), session.user)
+    if got.get("error"):
+        body = f'<p class="error">{escape(got["error"])}</p><p class="note">{escape(got["hint"])}</p>'
+    elif not got["instances"]:
+        body = '<p class="note">no cryocloud instance is running</p>'
+    else:
+        body = f'<p>{len(got["instances"])} running, {_usd(got["usd_per_hour"])} USD per hour</p>' + _table(
+            ["instance", "job", "type", "market", "zone", "state", "age", "USD/h", "USD so far"],
+            [[escape(r["id"]), f'<a href="/jobs/{r["job_id"]}">{escape(str(r["job"]))}</a>' if r["job_dir"]
+              else escape(str(r["job"] or "-")), escape(r["type"]), escape(r["market"]), escape(r["zone"]),
+              escape(r["state"]), f'{r["age_seconds"] / 3600:.1f} h', _usd(r["usd_per_hour"]),
+              _usd(r["cost_so_far_usd"])] for r in got["instances"]], {6, 7, 8})
+    return _page("Instances", body, session, refresh=True)
