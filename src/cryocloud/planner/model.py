@@ -267,6 +267,12 @@ def check_fits(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> 
     return need
 
 
+def nvme_holds(data_gb: float, local_gb: float) -> bool:
+    """Whether an instance store of `local_gb` holds `data_gb` of particles with RELION's scratch room (the
+    plan says so, and the AWS backend then mounts it as --scratch_dir)."""
+    return 0 < data_gb * SCRATCH_FACTOR <= local_gb
+
+
 def placement(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> list[str]:
     """Where a particle job's inputs can live on `machine`: in RAM (--preread_images), on its NVMe (--scratch_dir),
     or on an EBS volume; what fits is said, never assumed."""
@@ -283,7 +289,7 @@ def placement(kind: JobKind, size: JobSize, machine: Hardware, device: str) -> l
     local = getattr(machine, "local_disk_gb", None)
     if local is not None:
         scratch = data_gb * SCRATCH_FACTOR
-        out.append(f"its NVMe ({local:g} GB) holds them: --scratch_dir there" if 0 < scratch <= local else
+        out.append(f"its NVMe ({local:g} GB) holds them: --scratch_dir there" if nvme_holds(data_gb, local) else
                    f"its NVMe ({local:g} GB) is too small for them (~{scratch:.0f} GB): they go on an EBS volume"
                    if local else f"no instance store: they go on an EBS volume of ~{scratch:.0f} GB")
     return out

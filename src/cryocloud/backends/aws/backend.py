@@ -409,7 +409,7 @@ def instance_store_for(spec: JobSpec, instance_type: str) -> bool:
     relion_refine job without a --scratch_dir of its own, on a type whose NVMe holds its particles with room."""
     from cryocloud.jobs import cmdline
     from cryocloud.planner.catalog import default_catalog
-    from cryocloud.planner.model import SCRATCH_FACTOR
+    from cryocloud.planner.model import nvme_holds
 
     refine = [ln for ln in spec.commands if cmdline.program(ln).startswith("relion_refine")]
     if not refine or any(cmdline.option(ln, "--scratch_dir") is not None for ln in refine):
@@ -418,7 +418,7 @@ def instance_store_for(spec: JobSpec, instance_type: str) -> bool:
         local_gb = default_catalog().get(instance_type).local_disk_gb
     except CryocloudError:
         return False
-    return 0 < spec.data_bytes / 1e9 * SCRATCH_FACTOR <= local_gb
+    return nvme_holds(spec.data_bytes / 1e9, local_gb)
 
 
 def _pulled_bytes(cdir: Path) -> int:
