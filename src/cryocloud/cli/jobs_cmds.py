@@ -99,7 +99,8 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
     from cryocloud.cli.render import hms, table, when
     from cryocloud.settings import load_settings
 
-    jobs, events = status_view(load_settings(), job, Path.cwd(), show_all, os.environ)
+    settings = load_settings()
+    jobs, events = status_view(settings, job, Path.cwd(), show_all, os.environ)
     if as_json:
         click.echo(json.dumps(jobs, indent=1))
         return
@@ -111,7 +112,7 @@ def status(job: str | None, show_all: bool, as_json: bool) -> None:
          hms(j["wall_seconds"]), j["message"][:60]] for j in jobs])
     for at, msg in events:
         click.echo(f"  {when(at)}  {msg}")
-    for at, line in sweep_findings(load_settings()):
+    for at, line in sweep_findings(settings):
         click.echo(f"monitor's sweep {when(at)}: {line}")
 
 
