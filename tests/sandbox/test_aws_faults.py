@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import moto  # the dev extra's: a missing moto fails here, never skips
 import pytest
 
 from cryocloud.backends.aws.backend import AwsBackend
@@ -18,8 +19,6 @@ from cryocloud.jobs import control
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.settings import General, Profile, Settings
 from cryocloud.storage.localfs import LocalFolderStore
-
-moto = pytest.importorskip("moto")
 
 
 class Injected:

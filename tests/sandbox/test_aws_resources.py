@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import moto  # the dev extra's: a missing moto fails here, never skips
 import pytest
 
 from cryocloud.app import instances as app
@@ -28,8 +29,6 @@ from cryocloud.monitor import staging, sweep
 from cryocloud.planner import spot_history
 from cryocloud.settings import General, Settings
 from cryocloud.storage import tags as tagging
-
-moto = pytest.importorskip("moto")
 
 
 @pytest.fixture()
