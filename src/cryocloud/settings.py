@@ -165,6 +165,15 @@ def default_config_path() -> Path:
 
 def _coerce(section: str, key: str, value: Any, typ: Any, source: str) -> Any:
     label = f"{section}.{key}" if section else key
+    out = coerce(label, value, typ, source)
+    if isinstance(out, float | int) and out < 0:
+        raise ConfigError(f"{source}: {label} = {value!r} must not be negative", f"fix the value of {label}")
+    return out
+
+
+def coerce(label: str, value: Any, typ: Any, source: str) -> Any:
+    """A config value as the field's type (float, int, str, or "list[str]" from a shell-like string or a list);
+    a wrong type is one ConfigError naming `source` and `label`. Every reader of a TOML settings file uses it."""
     try:
         if typ in ("float", float):
             if isinstance(value, bool):
@@ -185,8 +194,6 @@ def _coerce(section: str, key: str, value: Any, typ: Any, source: str) -> Any:
             f"{source}: {label} = {value!r} is not a valid {typ if isinstance(typ, str) else typ.__name__}",
             f"fix the value of {label}",
         ) from None
-    if isinstance(out, float | int) and out < 0:
-        raise ConfigError(f"{source}: {label} = {value!r} must not be negative", f"fix the value of {label}")
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryocloud.errors import ConfigError, close_matches
+from cryocloud.settings import coerce
 
 FILE_NAME = "cryocloud-session.toml"
 MOVIE_SUFFIXES = (".tif", ".tiff", ".mrc", ".mrcs", ".eer")
@@ -89,22 +90,7 @@ def from_dict(raw: dict[str, Any], source: str = "session settings") -> SessionS
     for key, value in raw.items():
         if key not in fields:
             raise ConfigError(f"{source}: unknown key {key!r}", close_matches(key, list(fields)))
-        typ = fields[key].type
-        try:
-            if typ in ("float", float):
-                if isinstance(value, bool):
-                    raise ValueError
-                values[key] = float(value)
-            elif typ in ("int", int):
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError
-                values[key] = int(value)
-            else:
-                if not isinstance(value, str):
-                    raise ValueError
-                values[key] = value
-        except (TypeError, ValueError):
-            raise ConfigError(f"{source}: {key} = {value!r} is not a valid {typ}", f"fix the value of {key}") from None
+        values[key] = coerce(key, value, fields[key].type, source)
     s = SessionSettings(**values)
     for key in REQUIRED:
         if getattr(s, key) <= 0:
