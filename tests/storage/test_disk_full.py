@@ -5,9 +5,9 @@ Two ways to fill it, both honest about what they are:
 - `tmpfs`: the pull goes to a real 16 MiB tmpfs (mounted for the test; needs root, else skipped: the other
   variant covers the code). The space check at the start passes; then, as the first bytes arrive, another
   "program" takes all but 512 KiB of the filesystem, so the kernel itself answers ENOSPC to our writes.
-- `injected`: pull.py's writes (`os.write` for pack members, `os.pwrite` for large files, the only two calls
-  that put downloaded bytes on disk; local duplicates are copied from those) go through a fault injector that
-  raises ENOSPC once 4 MB have been written, as a full disk would.
+- `injected`: pull's writes (`os.pwrite` in transfer.write_at, the one call that puts downloaded bytes on disk,
+  for pack members and large files alike; local duplicates are copied from those) go through a fault injector
+  that raises ENOSPC once 4 MB have been written, as a full disk would.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 
 from cryocloud.errors import CryocloudError
 from cryocloud.proc import run_command
-from cryocloud.storage import pull as pull_mod
+from cryocloud.storage import transfer as transfer_mod
 from cryocloud.storage.base import ObjectStore
 from cryocloud.storage.pull import pull
 from cryocloud.storage.push import push
@@ -70,7 +70,7 @@ class FillingStore:
 
 
 def _injector(limit: int) -> tuple[types.SimpleNamespace, dict[str, int]]:
-    """A stand-in for pull.py's `os` whose two data writes fail with ENOSPC after `limit` bytes."""
+    """A stand-in for transfer.py's `os` whose data writes fail with ENOSPC after `limit` bytes."""
     state = {"written": 0}
 
     def guard(n: int) -> None:
@@ -115,7 +115,7 @@ def test_disk_fills_up_mid_pull(how: str, store: ObjectStore, project: Path, tmp
     else:
         dest = tmp_path / "out"
         fake, state = _injector(4_000_000)
-        monkeypatch.setattr(pull_mod, "os", fake)
+        monkeypatch.setattr(transfer_mod, "os", fake)
         source = store
     with pytest.raises(CryocloudError, match="no space left on the device") as e:
         pull(source, "p", dest)
@@ -127,7 +127,7 @@ def test_disk_fills_up_mid_pull(how: str, store: ObjectStore, project: Path, tmp
     if how == "tmpfs":
         filler.unlink()
     else:
-        monkeypatch.setattr(pull_mod, "os", os)
+        monkeypatch.setattr(transfer_mod, "os", os)
     before = {p for p in dest.rglob("*") if p.is_file()}
     again = pull(store, "p", dest)
     assert again.downloaded_files == 46 - len(before)

@@ -47,8 +47,8 @@ def test_roundtrip_exact_layout(store: ObjectStore, project: Path, tmp_path: Pat
 def test_repush_unchanged_moves_nothing(store: ObjectStore, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     push(store, project, name="p")
     hashed: list[str] = []
-    real = push_mod.hash_file
-    monkeypatch.setattr(push_mod, "hash_file", lambda p: hashed.append(p) or real(p))
+    real = push_mod.hash_file_with
+    monkeypatch.setattr(push_mod, "hash_file_with", lambda p, *hs: hashed.append(p) or real(p, *hs))
     again = push(store, project, name="p")
     assert (again.uploaded_bytes, again.uploaded_objects, again.manifest_written) == (0, 0, False)
     assert hashed == []  # the stat cache answered for every file

@@ -1,6 +1,7 @@
 """Local caches under $CRYOCLOUD_HOME/cache (never on NFS: SQLite's locking needs a local disk).
 
-- `StatCache`: (absolute path, size, mtime_ns, inode) -> SHA-256, so unchanged files cost a stat, not a hash.
+- `StatCache`: (absolute path, size, mtime_ns, inode) -> SHA-256, so unchanged files cost a stat, not a hash;
+  and SHA-256 -> XXH3-128 for large files' bytes (manifest.py), so an unchanged file's manifest entry has both.
 - `PackIndex`: per store, which small files (by SHA-256) already sit in which pack, learned from the store's
   `cas/i/` objects; a later push reuses them instead of uploading the bytes again. It also holds the objects a
   pull or `storage verify` found damaged in that store: a push never counts on them (it uploads a damaged blob
@@ -31,6 +32,7 @@ class StatCache:
             "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
             " ino INTEGER, sha256 TEXT)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS xxh (sha256 TEXT PRIMARY KEY, xxh128 TEXT)")
 
     def load(self, root: Path) -> dict[str, tuple[int, int, int, str]]:
         """Every cached entry under `root`: path -> (size, mtime_ns, ino, sha256)."""
@@ -46,6 +48,23 @@ class StatCache:
             with self.db:
                 self.db.execute("BEGIN")
                 self.db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", batch)
+
+    def xxh_of(self, shas: Iterable[str]) -> dict[str, str]:
+        """SHA-256 -> XXH3-128 of the same bytes, for those of `shas` hashed both ways before."""
+        wanted = list(set(shas))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            marks = ",".join("?" * len(part))
+            out.update(self.db.execute(f"SELECT sha256, xxh128 FROM xxh WHERE sha256 IN ({marks})", part))
+        return out
+
+    def store_xxh(self, pairs: Iterable[tuple[str, str]]) -> None:
+        batch = list(pairs)
+        if batch:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR REPLACE INTO xxh VALUES (?, ?)", batch)
 
     def close(self) -> None:
         self.db.close()

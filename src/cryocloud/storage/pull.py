@@ -29,7 +29,17 @@ from cryocloud.storage.base import IntegrityError, ObjectNotFound, ObjectStore
 from cryocloud.storage.cache import PackIndex, StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key, packidx_key
 from cryocloud.storage.progress import NullProgress, Progress
-from cryocloud.storage.transfer import Tuning, bounded, hash_file, hash_range, in_thread, os_error, run
+from cryocloud.storage.transfer import (
+    Tuning,
+    bounded,
+    hash_file,
+    hash_range,
+    in_thread,
+    os_error,
+    run,
+    write_at,
+    xxh128,
+)
 
 PART = ".cryocloud-part"
 
@@ -61,10 +71,11 @@ async def load_pack_index(store: ObjectStore, key: str) -> dict[str, Any] | None
     return body if isinstance(body, dict) else None
 
 
-def _corrupt(entry: FileEntry, got: str) -> IntegrityError:
+def _corrupt(entry: FileEntry, got: str, how: str = "SHA-256") -> IntegrityError:
+    want = entry.xxh128 if how == "XXH3-128" else entry.sha256
     return IntegrityError(
-        f"{entry.path}: the stored copy is corrupt (object {entry.key}: SHA-256 {got[:12]}..., expected "
-        f"{entry.sha256[:12]}...)",
+        f"{entry.path}: the stored copy is corrupt (object {entry.key}: {how} {got[:12]}..., expected "
+        f"{want[:12]}...)",
         "nothing was written for this file; push it again from a good copy (cryocloud storage push)",
     )
 
@@ -102,9 +113,7 @@ def _write_checked(dest: str, data: memoryview, entry: FileEntry, made: set[str]
     tmp = f"{folder}/.{name}{PART}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = data
-        while view:
-            view = view[os.write(fd, view):]
+        write_at(fd, data, 0)
         os.fchmod(fd, entry.mode or 0o644)
         if entry.mtime_ns:
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -174,12 +183,13 @@ class _Pull:
 
     async def blob(self, entry: FileEntry, copies: list[FileEntry]) -> None:
         """One large file, as streamed ranged GETs (a few in flight) written in place chunk by chunk. The
-        first range is hashed as it arrives; the others are hashed from the file (page cache) once the
-        first is done, so what is checked is what was written."""
+        first range is checked as it arrives; the others from the file (page cache) once the first is done,
+        so what is checked is what was written. Checked by the XXH3-128 the manifest records for it, or by
+        its SHA-256 if it records none (manifest.py)."""
         dest = self.dest / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _part(dest)
-        h = hashlib.sha256()
+        h, want = (xxh128(), entry.xxh128) if entry.xxh128 else (hashlib.sha256(), entry.sha256)
         step = self.tuning.range_size
         ranges = [(o, min(o + step, entry.size)) for o in range(0, entry.size, step)]
         try:
@@ -198,11 +208,7 @@ class _Pull:
                             def take(chunk: memoryview = chunk, at: int = at) -> None:
                                 if start == 0:
                                     h.update(chunk)
-                                # a nearly full disk answers with a short write before ENOSPC: write the
-                                # rest, so the file never holds a hole while its hash says it is right
-                                done = 0
-                                while done < len(chunk):
-                                    done += os.pwrite(fd, chunk[done:], at + done)
+                                write_at(fd, chunk, at)
 
                             await in_thread(take)
                             at += len(chunk)
@@ -212,11 +218,11 @@ class _Pull:
 
                 await bounded(self.tuning.parts_per_file, [lambda r=r: fetch(*r) for r in ranges])  # type: ignore[misc]
                 if len(ranges) > 1:
-                    await in_thread(lambda: hash_range(h, fd, ranges[0][1], entry.size))
+                    await in_thread(lambda: hash_range([h], fd, ranges[0][1], entry.size))
             finally:
                 os.close(fd)
-            if h.hexdigest() != entry.sha256:
-                raise _corrupt(entry, h.hexdigest())
+            if h.hexdigest() != want:
+                raise _corrupt(entry, h.hexdigest(), "XXH3-128" if entry.xxh128 else "SHA-256")
             _place(tmp, dest, entry)
             for c in copies:  # same bytes at other paths: copy locally, not again over the network
                 (self.dest / c.path).parent.mkdir(parents=True, exist_ok=True)

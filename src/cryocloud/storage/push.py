@@ -38,10 +38,11 @@ from cryocloud.storage.scan import LocalFile, scan
 from cryocloud.storage.transfer import (
     Tuning,
     bounded,
-    hash_file,
+    hash_file_with,
     os_error,
     run,
     same_stat,
+    xxh128,
 )
 
 RETRIES_ON_CHANGE = 3
@@ -70,6 +71,7 @@ class _Push:
         self.uploaded_bytes = 0
         self.threads = asyncio.Semaphore(tuning.hashers)
         self.hashed_at: dict[str, tuple[int, int, int]] = {}  # rel -> (size, mtime_ns, ino) its hash is for
+        self.xxh: dict[str, str] = {}  # large files' SHA-256 -> XXH3-128, as hashed by this push
 
     async def sync_pack_index(self, index: PackIndex) -> None:
         """Learn the packs other pushes (any user of this store) made since we last looked."""
@@ -115,7 +117,7 @@ class _Push:
             try:
                 before = os.stat(f.path)
                 if valid is None or not _same(before, valid):
-                    sha, b, a = await asyncio.to_thread(hash_file, f.path)
+                    sha, b, a = await asyncio.to_thread(self.hash_large, f.path)
                     valid = (b.st_size, b.st_mtime_ns, b.st_ino) if same_stat(b, a) else None
                     if valid is None:
                         continue
@@ -137,6 +139,37 @@ class _Push:
         raise CryocloudError(
             f"{f.rel} kept changing while it was uploading", "push again once the program writing it has finished"
         )
+
+    def hash_large(self, path: str) -> tuple[str, os.stat_result, os.stat_result]:
+        """A large file's SHA-256 and XXH3-128 in one read (the second kept in self.xxh), with its stats."""
+        import hashlib
+
+        (sha, xxh), before, after = hash_file_with(path, hashlib.sha256(), xxh128())
+        if same_stat(before, after):
+            self.xxh[sha] = xxh
+        return sha, before, after
+
+    async def xxh_for(self, large: list[LocalFile], shas: dict[str, str], cache: StatCache) -> None:
+        """Fill self.xxh for every large file's SHA-256: known to this push, to the cache, or (a file the stat
+        cache knew before it kept XXH3-128 too) read once more, if it is still the file its SHA-256 is of."""
+        missing = {shas[f.rel] for f in large} - self.xxh.keys()
+        self.xxh.update(cache.xxh_of(missing))
+        todo = {shas[f.rel]: f for f in large if shas[f.rel] not in self.xxh}
+        fresh: list[tuple[str, str]] = []
+
+        def one(sha: str, f: LocalFile) -> None:
+            try:
+                (xxh,), before, after = hash_file_with(f.path, xxh128())
+            except OSError:
+                return  # gone meanwhile: the pull checks this file's SHA-256 instead
+            valid = self.hashed_at.get(f.rel)
+            if same_stat(before, after) and valid is not None and _same(after, valid):
+                fresh.append((sha, xxh))
+
+        await bounded(self.tuning.hashers, [lambda s=s, f=f: asyncio.to_thread(one, s, f)  # type: ignore[misc]
+                                            for s, f in todo.items()])
+        self.xxh.update(fresh)
+        cache.store_xxh(fresh)
 
     async def upload_pack(self, members: list[_Read], index: PackIndex,
                           slots: asyncio.Semaphore) -> dict[str, tuple[str, int]]:
@@ -346,7 +379,7 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
         if not sha:
             async with hash_slots:
                 try:
-                    sha, before, after = await asyncio.to_thread(hash_file, f.path)
+                    sha, before, after = await asyncio.to_thread(p.hash_large, f.path)
                 except FileNotFoundError:
                     raise CryocloudError(f"{f.rel} vanished while pushing", "push again") from None
                 except OSError as e:
@@ -420,12 +453,15 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
         lambda: bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
     ])
     cache.store(rows)
+    cache.store_xxh(p.xxh.items())
+    await p.xxh_for(large, final_sha, cache)
     index.clear_damaged(damaged & sent)  # uploaded again with good bytes
     for rel, size, sha, mtime_ns, mode in later:
         pk, off = placed[sha]
         entries[rel] = FileEntry(rel, size, sha, mtime_ns, mode, pk, off)
     for f in large:
-        entries[f.rel] = FileEntry(f.rel, f.size, final_sha[f.rel], f.mtime_ns, f.mode)
+        sha = final_sha[f.rel]
+        entries[f.rel] = FileEntry(f.rel, f.size, sha, f.mtime_ns, f.mode, xxh128=p.xxh.get(sha, ""))
     return entries, sent
 
 

@@ -7,12 +7,19 @@ import hashlib
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cryocloud.errors import CryocloudError
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 T = TypeVar("T")
 READ_CHUNK = 1 << 20  # one reused buffer of this size for hashing (the choice is measured in BENCHMARKS.md)
+# downloads reach the page cache in writes of this size, as s5cmd and rclone do: the kernel sizes a file's page-cache
+# folio by the write, and on this VM a 1 MiB write's large folio cost up to 3x the system time of the whole download
+# when it landed on memory the host had taken back (BENCHMARKS.md, issue 16); 4 KiB costs a syscall per page
+WRITE_PIECE = 32 << 10
 
 
 @dataclass(frozen=True)
@@ -86,30 +93,58 @@ async def in_thread(fn: Callable[[], T]) -> T:
         raise
 
 
+class Hasher(Protocol):
+    def update(self, data: Buffer, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def xxh128() -> Hasher:
+    """XXH3-128, the fast check of a large file's bytes (manifest.py): ~10x cheaper than SHA-256 here."""
+    import xxhash
+
+    return xxhash.xxh3_128()
+
+
 def hash_file(path: str) -> tuple[str, os.stat_result, os.stat_result]:
     """SHA-256 of a file, with its stat before and after reading (they differ if it changed meanwhile).
     Reads through `hash_range`'s one reused buffer: a fresh 8 MiB `bytes` per read cost ~2x the system time."""
+    (sha,), before, after = hash_file_with(path, hashlib.sha256())
+    return sha, before, after
+
+
+def hash_file_with(path: str, *hashers: Hasher) -> tuple[list[str], os.stat_result, os.stat_result]:
+    """The hex digests of a file by each of `hashers` (one read), with its stat before and after reading."""
     before = os.stat(path)
-    h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY)
     try:
-        hash_range(h, fd, 0, before.st_size)  # a file that grows or shrinks meanwhile: `after` tells
+        hash_range(hashers, fd, 0, before.st_size)  # a file that grows or shrinks meanwhile: `after` tells
     finally:
         os.close(fd)
-    return h.hexdigest(), before, os.stat(path)
+    return [h.hexdigest() for h in hashers], before, os.stat(path)
 
 
-def hash_range(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
-    """Feed bytes [start, end) of the open file `fd` to `h`, through one reused buffer."""
+def hash_range(hashers: Iterable[Hasher], fd: int, start: int, end: int) -> None:
+    """Feed bytes [start, end) of the open file `fd` to each of `hashers`, through one reused buffer."""
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
+    hs = list(hashers)
     at = start
     while at < end:
         n = os.preadv(fd, [view[: min(READ_CHUNK, end - at)]], at)
         if not n:
             break
-        h.update(view[:n])
+        for h in hs:
+            h.update(view[:n])
         at += n
+
+
+def write_at(fd: int, data: Buffer, at: int) -> None:
+    """Write all of `data` at offset `at`, in WRITE_PIECE pieces (a nearly full disk answers with a short write
+    before ENOSPC: the rest is written, so a file never holds a hole while its checksum says it is right)."""
+    view = memoryview(data).cast("B")
+    done, size = 0, len(view)
+    while done < size:
+        done += os.pwrite(fd, view[done : done + WRITE_PIECE], at + done)
 
 
 def same_stat(a: os.stat_result, b: os.stat_result) -> bool:
