@@ -6,7 +6,9 @@ Over HTTPS with a private CA by default (every real endpoint is TLS): each tool 
 (aws-cli and cryocloud AWS_CA_BUNDLE, s5cmd SSL_CERT_FILE, rclone --ca-cert); --http measures plain HTTP.
 Starts its own server with scripts/s3-server (127.0.0.1, telemetry off), makes the data sets in a temporary
 folder, runs every tool on the same data against the same server, each run into a fresh prefix / folder,
-verifies every download byte for byte (untimed), and prints medians as a Markdown table plus JSON.
+verifies every download byte for byte (untimed), and prints medians as a Markdown table plus JSON. The tools
+take turns going first; downloads are kept to the end, out of the page cache (see `evict`). Needs free disk for
+reps x tools x both sets.
 cryocloud runs as its CLI (start-up included, like the peers), with an empty CRYOCLOUD_HOME per run (cold
 caches: it hashes everything). Re-push (P2) is timed on the same data with the caches kept.
 """
@@ -127,6 +129,21 @@ class Bench:
         return t, t
 
 
+def evict(root: Path) -> None:
+    """Keep a download's files but drop them from the page cache. Deleting them would tax the next tool: on an
+    ext4 without a journal (this VM's disk) every file created in the next 30 s skips, one by one, the inodes
+    deleted meanwhile (ext4's recently_deleted), up to 1 s of system time for 2,000 files; kept in the cache,
+    they fill the memory run after run and every later write pays for the reclaim."""
+    run_command(["sync"])
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def same_tree(a: Path, b: Path) -> bool:
     cmp = filecmp.dircmp(a, b)
     if cmp.left_only or cmp.right_only or cmp.funny_files:
@@ -164,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             t: getattr(bench, t) for t in a.tools.split(",")}
         for rep in range(a.reps):
             for set_name in ("movies", "particles"):
-                for tool, fn in tools.items():
+                names = list(tools)
+                for tool in names[rep % len(names):] + names[: rep % len(names)]:  # each tool goes first in turn
+                    fn = tools[tool]
                     prefix, dest = bench.fresh(f"{tool}-{set_name}")
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     if tool != "cp":
@@ -177,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     row["down"].append(out[1])
                     if tool == "cryocloud":
                         repush.setdefault(set_name, []).append(out[2])  # type: ignore[misc]
-                    shutil.rmtree(dest)
+                    evict(dest)
                     print(f"rep {rep + 1} {set_name:9s} {tool:9s} up {out[0]:6.2f} s  down {out[1]:6.2f} s",
                           file=sys.stderr, flush=True)
         if "cryocloud" in tools:
