@@ -133,7 +133,11 @@ def evict(root: Path) -> None:
     """Keep a download's files but drop them from the page cache. Deleting them would tax the next tool: on an
     ext4 without a journal (this VM's disk) every file created in the next 30 s skips, one by one, the inodes
     deleted meanwhile (ext4's recently_deleted), up to 1 s of system time for 2,000 files; kept in the cache,
-    they fill the memory run after run and every later write pays for the reclaim."""
+    they fill the memory run after run and every later write pays for the reclaim. On tmpfs (no inodes to
+    skip, no page cache to drop) they are deleted."""
+    if run_command(["stat", "-f", "-c", "%T", root]).stdout.strip() == "tmpfs":
+        shutil.rmtree(root)
+        return
     run_command(["sync"])
     for dirpath, _dirs, files in os.walk(root):
         for name in files:

@@ -218,7 +218,7 @@ def rm(names: tuple[str, ...], url: str, yes: bool) -> None:
 def tier(url: str, days: int | None, tier: str, off: bool) -> None:
     """Show or set the lifecycle rule that moves file and pack objects to a colder tier after N days."""
     from cryocloud.storage.catalog import PRICE_GB_MONTH
-    from cryocloud.storage.s3 import TIER_CLASSES
+    from cryocloud.storage.s3_bucket import TIER_CLASSES
 
     store = _store(url)
     if off:
@@ -324,7 +324,7 @@ def project_tier(name: str, days: int | None, tier: str, off: bool, url: str, ye
     no rule change re-tags objects after new pushes."""
     from cryocloud.app.tiers import apply, propose
     from cryocloud.storage import tiers
-    from cryocloud.storage.s3 import TIER_CLASSES
+    from cryocloud.storage.s3_bucket import TIER_CLASSES
 
     if (days is not None or off) and not name:
         raise click.UsageError("name the project: cryocloud project tier NAME --after DAYS --to CLASS")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from cryocloud.storage.base import ObjectNotFound, ObjectStore, parse_scope
 from cryocloud.storage.catalog import TIERS, monthly_usd, objects
-from cryocloud.storage.s3 import TIER_CLASSES
+from cryocloud.storage.s3_bucket import TIER_CLASSES
 from cryocloud.storage.tags import TIER
 from cryocloud.storage.transfer import bounded
 
