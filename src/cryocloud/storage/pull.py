@@ -73,9 +73,12 @@ async def load_pack_index(store: ObjectStore, key: str) -> dict[str, Any] | None
 
 def _corrupt(entry: FileEntry, got: str, how: str = "SHA-256") -> IntegrityError:
     want = entry.xxh128 if how == "XXH3-128" else entry.sha256
+    return _stored_copy_bad(entry, f"{how} {got[:12]}..., expected {want[:12]}...")
+
+
+def _stored_copy_bad(entry: FileEntry, what: str) -> IntegrityError:
     return IntegrityError(
-        f"{entry.path}: the stored copy is corrupt (object {entry.key}: {how} {got[:12]}..., expected "
-        f"{want[:12]}...)",
+        f"{entry.path}: the stored copy is corrupt (object {entry.key}: {what})",
         "nothing was written for this file; push it again from a good copy (cryocloud storage push)",
     )
 
@@ -203,7 +206,7 @@ class _Pull:
                     async with aclosing(stream):
                         async for chunk in stream:
                             if at + len(chunk) > end:
-                                raise _corrupt(entry, f"long read (more than {end - start} bytes at {start})")
+                                raise _stored_copy_bad(entry, f"long read (more than {end - start} bytes at {start})")
 
                             def take(chunk: memoryview = chunk, at: int = at) -> None:
                                 if start == 0:
@@ -214,7 +217,7 @@ class _Pull:
                             at += len(chunk)
                             self.progress.advance(len(chunk))
                     if at != end:
-                        raise _corrupt(entry, f"short read ({at - start} of {end - start} bytes at {start})")
+                        raise _stored_copy_bad(entry, f"short read ({at - start} of {end - start} bytes at {start})")
 
                 await bounded(self.tuning.parts_per_file, [lambda r=r: fetch(*r) for r in ranges])  # type: ignore[misc]
                 if len(ranges) > 1:
@@ -279,7 +282,7 @@ class _Pull:
             async with aclosing(stream):
                 async for chunk in stream:
                     if got + len(chunk) > end:
-                        raise _corrupt(entries[0], f"long read (more than {end - start} bytes at {start})")
+                        raise _stored_copy_bad(entries[0], f"long read (more than {end - start} bytes at {start})")
                     chunks.append((got, chunk))
                     got += len(chunk)
                     await drain()
@@ -288,7 +291,7 @@ class _Pull:
         except OSError as e:
             raise os_error(e, f"writing into {self.dest}") from None
         if i < len(entries):
-            raise _corrupt(entries[i], f"short read ({got - start} of {end - start} bytes)")
+            raise _stored_copy_bad(entries[i], f"short read ({got - start} of {end - start} bytes)")
         self.files += sum(1 for e in entries if e.path not in self.bad)
         self.bytes += end - start
 
