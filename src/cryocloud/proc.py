@@ -173,16 +173,52 @@ def stop_pid(pid: int, started: float, sig: signal.Signals = signal.SIGTERM, wai
 
 
 def process_start_time(pid: int) -> float:
-    """Wall-clock start time of `pid` (seconds since the epoch), from /proc."""
+    """Start time of `pid` in seconds since the epoch, on a clock fixed for this boot: the boot's epoch time as
+    first read in this boot (`boot_epoch`), plus the process's start in ticks since boot. /proc/stat's own btime
+    is the wall clock minus the time since boot, and moves when the clock jumps (a VM paused or restored, a
+    laptop's suspend, an NTP step): read afresh, it made every earlier process look like another one, and a
+    stop by pid refused to signal it (a server started by a benchmark ran on for an hour)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
+        return boot_epoch() + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return 0.0
+
+
+_BOOT: dict[str, float] = {}
+
+
+def boot_epoch() -> float:
+    """When this machine booted, as first read in this boot by any cryocloud process (kept in the temp folder
+    under the kernel's boot id, so every process of this boot uses the same value, whatever the clock does)."""
+    import tempfile
+
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    if boot_id in _BOOT:
+        return _BOOT[boot_id]
+    kept = Path(tempfile.gettempdir()) / f"cryocloud-boot-{boot_id}"
+    try:
+        value = float(kept.read_text())
+    except (OSError, ValueError):
+        value = _btime()
+        tmp = kept.with_name(f"{kept.name}.{os.getpid()}")
+        try:
+            tmp.write_text(repr(value))
+            os.link(tmp, kept)  # the first process of this boot to get here decides; the others read its value
+        except FileExistsError:
+            value = float(kept.read_text())
+        except OSError:
+            pass  # a temp folder we cannot write: this process's own reading, as before
+        finally:
+            tmp.unlink(missing_ok=True)
+    _BOOT[boot_id] = value
+    return value
+
+
+def _btime() -> float:
+    return next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime"))
 
 
 def pid_file_process(path: Path, *needles: str) -> int | None:

@@ -1,0 +1,58 @@
+"""A process is told apart from a reused pid by its start time, and that must survive the wall clock jumping (a VM
+paused or restored, a laptop's suspend): /proc/stat's btime moves with the clock, the start in ticks does not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cryocloud import proc
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, float]:
+    """/proc/stat's btime as a value the test moves; a fresh temp folder and no value kept in this process."""
+    now = {"btime": proc._btime()}
+    monkeypatch.setattr(proc, "_btime", lambda: now["btime"])
+    monkeypatch.setattr(proc, "_BOOT", {})
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    return now
+
+
+def test_a_process_stays_itself_when_the_clock_jumps(clock: dict[str, float], monkeypatch: pytest.MonkeyPatch) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = proc.process_start_time(child.pid)
+        clock["btime"] += 3600  # the VM was paused for an hour: the wall clock (and btime) jumped
+        monkeypatch.setattr(proc, "_BOOT", {})  # another cryocloud process, later: it reads the kept value
+        assert proc.process_start_time(child.pid) == started
+        assert proc.pid_alive(child.pid, started)
+        assert proc.stop_pid(child.pid, started, wait=10)  # signalled and gone, not "not that process"
+        child.wait(timeout=10)
+        assert child.returncode == -15
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_another_process_with_the_pid_is_not_the_one_started(clock: dict[str, float]) -> None:
+    """The point of the start time: a pid reused by another program is never signalled."""
+    me = os.getpid()
+    assert proc.pid_alive(me, proc.process_start_time(me))
+    assert not proc.pid_alive(me, proc.process_start_time(me) - 600)
+    assert not proc.stop_pid(me, proc.process_start_time(me) - 600, wait=0)
+
+
+def test_the_boot_time_is_kept_per_boot_in_the_temp_folder(clock: dict[str, float], tmp_path: Path) -> None:
+    first = proc.boot_epoch()
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert float((tmp_path / f"cryocloud-boot-{boot_id}").read_text()) == first
+    assert list(tmp_path.iterdir()) == [tmp_path / f"cryocloud-boot-{boot_id}"]  # no temporary file left
