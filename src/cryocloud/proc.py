@@ -113,16 +113,44 @@ class ProcessGroup:
         return None
 
     def stop(self, grace: float, kill_grace: float = 5.0) -> None:
-        """Let it end by itself for `grace` s, then SIGTERM the group, then SIGKILL it after `kill_grace` s."""
+        """Let it end by itself for `grace` s, then SIGTERM its session, then SIGKILL it after `kill_grace` s; what
+        of the session outlives the command is killed too (the session, not only the group: `timeout`, for one,
+        puts its command in a process group of its own)."""
         for sig, wait in ((None, grace), (signal.SIGTERM, kill_grace), (signal.SIGKILL, 5.0)):
             if sig is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, sig)
+                signal_session(self.pid, sig)
             if self.wait(wait) is not None:
-                return
+                break
+        if session_members(self.pid):  # what it started in process groups of their own
+            signal_session(self.pid, signal.SIGKILL)
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def session_members(sid: int) -> list[int]:
+    """The pids of session `sid`: a job's command (started as a session of its own) and all it started, whatever
+    process group they moved to."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+def signal_session(sid: int, sig: signal.Signals) -> None:
+    """Send `sig` to the process group `sid` and to every other process of session `sid`. (A session's id is
+    never given to another process while the session has a member, so nothing else can be hit.)"""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, sig)
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def start_process_group(

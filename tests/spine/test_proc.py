@@ -4,6 +4,7 @@ paused or restored, a laptop's suspend): /proc/stat's btime moves with the clock
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cryocloud import proc
+from gate import wait_until
 
 
 @pytest.fixture
@@ -56,3 +58,30 @@ def test_the_boot_time_is_kept_per_boot_in_the_temp_folder(clock: dict[str, floa
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert float((tmp_path / f"cryocloud-boot-{boot_id}").read_text()) == first
     assert list(tmp_path.iterdir()) == [tmp_path / f"cryocloud-boot-{boot_id}"]  # no temporary file left
+
+
+def test_stopping_a_job_ends_what_it_started_in_process_groups_of_its_own(tmp_path: Path) -> None:
+    """`timeout` puts its command in a process group of its own: stopping the job's group alone left it running
+    (a budget stop left `timeout 600 bash -c ...` behind). The whole session goes."""
+    flag = tmp_path / "never"
+    job = proc.start_process_group(
+        ["bash", "-c", f"timeout 600 bash -c 'until [ -e {flag} ]; do sleep 0.05; done'; true"],  # not exec'd
+        cwd=tmp_path, env=dict(os.environ), stdout_path=tmp_path / "out", stderr_path=tmp_path / "err",
+    )
+    try:
+        # timeout has moved itself (and the inner bash) to a process group of its own
+        assert wait_until(lambda: any(_group(p) not in (job.pid, 0) for p in proc.session_members(job.pid)))
+        job.stop(grace=0, kill_grace=5)
+        assert job.returncode is not None
+        assert proc.session_members(job.pid) == []
+    finally:
+        proc.signal_session(job.pid, signal.SIGKILL)
+        job.close()
+
+
+def _group(pid: int) -> int:
+    """The process group of `pid`; 0 once it has ended (the inner loop's `sleep`s come and go)."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return 0

@@ -19,7 +19,7 @@ from cryocloud.backends.base import BackendStatus, Handle, Launch
 from cryocloud.jobs import control, tasks
 from cryocloud.jobs.spec import JobSpec
 from cryocloud.jobs.states import State
-from cryocloud.proc import pid_alive, process_start_time, spawn_detached
+from cryocloud.proc import pid_alive, process_start_time, signal_session, spawn_detached
 from cryocloud.settings import Profile, Settings
 
 
@@ -88,8 +88,7 @@ class LocalBackend:
         for d in [cdir, *(control.task_dir(cdir, i) for i in range(tasks) if tasks > 1)]:  # a fan-out's tasks too
             pgid = (control.read_json(d / control.AGENT) or {}).get("child_pgid")
             if isinstance(pgid, int) and pgid > 1:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+                signal_session(pgid, signal.SIGKILL)  # the command leads its own session: all it started
 
     def logs(self, handle: Handle) -> tuple[Path, Path]:
         cdir = Path(handle.data.get("control_dir", "."))
