@@ -85,3 +85,21 @@ def _group(pid: int) -> int:
         return os.getpgid(pid)
     except ProcessLookupError:
         return 0
+
+
+def test_the_stall_watch_counts_the_cpu_of_a_command_under_timeout(tmp_path: Path) -> None:
+    """A busy command run under `timeout` sits in a process group of its own: counted by the job's session, its CPU
+    shows (counted by the group, the node's stall watch saw a busy job as idle)."""
+    from cryocloud.agent.cloud import _cpu_seconds
+    from cryocloud.jobs import control
+
+    job = proc.start_process_group(
+        ["bash", "-c", "timeout 60 bash -c 'while :; do :; done'; true"],
+        cwd=tmp_path, env=dict(os.environ), stdout_path=tmp_path / "out", stderr_path=tmp_path / "err",
+    )
+    try:
+        control.write_json(tmp_path / control.AGENT, {"child_pgid": job.pid})
+        assert wait_until(lambda: _cpu_seconds(tmp_path) > 0.5)
+    finally:
+        job.stop(grace=0, kill_grace=5)
+        job.close()

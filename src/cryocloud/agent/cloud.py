@@ -111,7 +111,9 @@ def _newest_mtime(folder: Path) -> float:
 
 
 def _cpu_seconds(control_dir: Path) -> float:
-    """CPU seconds used so far by the job's process group (the Runner records its pgid in agent.json)."""
+    """CPU seconds used so far by the job's session (the Runner records its leader's pid, the session's id, in
+    agent.json): its process group alone missed a command run under `timeout`, which moves it to a group of its
+    own, and the stall watch would have seen a busy job as idle."""
     pgid = (control.read_json(control_dir / control.AGENT) or {}).get("child_pgid")
     if not isinstance(pgid, int):
         return 0.0
@@ -119,7 +121,7 @@ def _cpu_seconds(control_dir: Path) -> float:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            if int(fields[3]) == pgid:  # session; utime and stime follow at 11 and 12
                 total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
