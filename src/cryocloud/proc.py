@@ -143,6 +143,24 @@ def session_members(sid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[tuple[int, float]]:
+    """Every process below `pid` (children, theirs, whatever session they started), with its start time."""
+    parent: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parent.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(parent.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append((p, process_start_time(p)))
+        todo.extend(parent.get(p, []))
+    return out
+
+
 def signal_session(sid: int, sig: signal.Signals) -> None:
     """Send `sig` to the process group `sid` and to every other process of session `sid`. (A session's id is
     never given to another process while the session has a member, so nothing else can be hit.)"""

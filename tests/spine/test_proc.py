@@ -103,3 +103,20 @@ def test_the_stall_watch_counts_the_cpu_of_a_command_under_timeout(tmp_path: Pat
     finally:
         job.stop(grace=0, kill_grace=5)
         job.close()
+
+
+def test_descendants_reach_across_sessions(tmp_path: Path) -> None:
+    """What a simulated instance's end kills: everything below it, even a job its agent started as a session of
+    its own."""
+    top = subprocess.Popen(["bash", "-c", "setsid sleep 60 & wait"])
+    try:
+        assert wait_until(lambda: any("sleep" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+                                      for p, _s in proc.descendants(top.pid) if Path(f"/proc/{p}").exists()))
+        tree = proc.descendants(top.pid)
+        assert any(os.getsid(p) != os.getsid(top.pid) for p, _s in tree if Path(f"/proc/{p}").exists())
+    finally:
+        for p, started in proc.descendants(top.pid):
+            if proc.pid_alive(p, started):
+                os.kill(p, signal.SIGKILL)
+        top.kill()
+        top.wait()

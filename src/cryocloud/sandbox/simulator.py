@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryocloud.proc import ProcessGroup, pid_alive, process_start_time, start_process_group
+from cryocloud.proc import ProcessGroup, descendants, pid_alive, process_start_time, start_process_group
 from cryocloud.sandbox.imds import InstanceFacts, MetadataServer
 
 POLL = 0.25
@@ -154,7 +154,12 @@ class Simulator:
 
     def _end(self, node: Node, why: str) -> None:
         if node.process is not None and node.process.returncode is None:
+            tree = descendants(node.process.pid)  # the agent starts the job in a session of its own
             node.process.stop(0, 5)
+            for pid, started in tree:  # a machine that ends takes all its processes with it
+                if pid_alive(pid, started):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         if node.imds is not None:
             node.imds.close()
         node.ended = True
