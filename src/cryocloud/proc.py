@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,43 +121,39 @@ class ProcessGroup:
                 signal_session(self.pid, sig)
             if self.wait(wait) is not None:
                 break
-        if session_members(self.pid):  # what it started in process groups of their own
-            signal_session(self.pid, signal.SIGKILL)
+        signal_session(self.pid, signal.SIGKILL)  # what it started in process groups of their own
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def session_members(sid: int) -> list[int]:
-    """The pids of session `sid`: a job's command (started as a session of its own) and all it started, whatever
-    process group they moved to."""
-    out = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command's name) for every process, one pass over /proc: [0]
+    state, [1] parent, [2] process group, [3] session, [11]/[12] user/system ticks, [19] start in ticks."""
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                yield int(entry.name), Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # ended meanwhile
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append(int(entry.name))
-    return out
+
+
+def session_members(sid: int) -> list[int]:
+    """The pids of session `sid`: a job's command (started as a session of its own) and all it started, whatever
+    process group they moved to."""
+    return [pid for pid, fields in proc_stats() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
 def descendants(pid: int) -> list[tuple[int, float]]:
     """Every process below `pid` (children, theirs, whatever session they started), with its start time."""
-    parent: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parent.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], list(parent.get(pid, []))
+    children: dict[int, list[tuple[int, float]]] = {}
+    for child, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append((child, _started(fields)))
+    out, todo = [], list(children.get(pid, []))
     while todo:
         p = todo.pop()
-        out.append((p, process_start_time(p)))
-        todo.extend(parent.get(p, []))
+        out.append(p)
+        todo.extend(children.get(p[0], []))
     return out
 
 
@@ -225,24 +221,31 @@ def process_start_time(pid: int) -> float:
     laptop's suspend, an NTP step): read afresh, it made every earlier process look like another one, and a
     stop by pid refused to signal it (a server started by a benchmark ran on for an hour)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])
-        return boot_epoch() + ticks / os.sysconf("SC_CLK_TCK")
+        return _started(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split())
+    except (OSError, IndexError):
+        return 0.0
+
+
+def _started(fields: list[str]) -> float:
+    """A process's start time (see `process_start_time`) from its /proc stat fields; 0.0 if unknown."""
+    try:
+        return boot_epoch() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return 0.0
 
 
-_BOOT: dict[str, float] = {}
+_boot: float | None = None
 
 
 def boot_epoch() -> float:
     """When this machine booted, as first read in this boot by any cryocloud process (kept in the temp folder
     under the kernel's boot id, so every process of this boot uses the same value, whatever the clock does)."""
+    global _boot
+    if _boot is not None:
+        return _boot
     import tempfile
 
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    if boot_id in _BOOT:
-        return _BOOT[boot_id]
     kept = Path(tempfile.gettempdir()) / f"cryocloud-boot-{boot_id}"
     try:
         value = float(kept.read_text())
@@ -258,7 +261,7 @@ def boot_epoch() -> float:
             pass  # a temp folder we cannot write: this process's own reading, as before
         finally:
             tmp.unlink(missing_ok=True)
-    _BOOT[boot_id] = value
+    _boot = value
     return value
 
 

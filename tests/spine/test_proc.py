@@ -20,7 +20,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, float]:
     """/proc/stat's btime as a value the test moves; a fresh temp folder and no value kept in this process."""
     now = {"btime": proc._btime()}
     monkeypatch.setattr(proc, "_btime", lambda: now["btime"])
-    monkeypatch.setattr(proc, "_BOOT", {})
+    monkeypatch.setattr(proc, "_boot", None)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
 
@@ -33,7 +33,7 @@ def test_a_process_stays_itself_when_the_clock_jumps(clock: dict[str, float], mo
     try:
         started = proc.process_start_time(child.pid)
         clock["btime"] += 3600  # the VM was paused for an hour: the wall clock (and btime) jumped
-        monkeypatch.setattr(proc, "_BOOT", {})  # another cryocloud process, later: it reads the kept value
+        monkeypatch.setattr(proc, "_boot", None)  # another cryocloud process, later: it reads the kept value
         assert proc.process_start_time(child.pid) == started
         assert proc.pid_alive(child.pid, started)
         assert proc.stop_pid(child.pid, started, wait=10)  # signalled and gone, not "not that process"

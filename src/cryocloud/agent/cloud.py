@@ -28,7 +28,7 @@ from cryocloud.agent.remote import run_staged
 from cryocloud.errors import CryocloudError
 from cryocloud.jobs import cmdline, control, runlog
 from cryocloud.jobs.relion import installed_version
-from cryocloud.proc import run_command
+from cryocloud.proc import proc_stats, run_command
 
 ABORT_POLL = 2.0  # s between looks for the abort object
 DEADMAN_EVERY = 60.0  # s between pushes of the scheduled shutdown
@@ -117,13 +117,8 @@ def _cpu_seconds(control_dir: Path) -> float:
     pgid = (control.read_json(control_dir / control.AGENT) or {}).get("child_pgid")
     if not isinstance(pgid, int):
         return 0.0
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == pgid:  # session; utime and stime follow at 11 and 12
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    ticks = sum(int(f[11]) + int(f[12]) for _pid, f in proc_stats() if int(f[3]) == pgid)  # user + system
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def portable(executables: dict[str, str], instance_store: Path | None = None) -> Callable[[Path], None]:

@@ -30,6 +30,7 @@ from cryocloud.storage.cache import PackIndex, StatCache, cache_dir
 from cryocloud.storage.manifest import FileEntry, Manifest, manifest_key, packidx_key
 from cryocloud.storage.progress import NullProgress, Progress
 from cryocloud.storage.transfer import (
+    Hasher,
     Tuning,
     bounded,
     hash_file,
@@ -71,9 +72,9 @@ async def load_pack_index(store: ObjectStore, key: str) -> dict[str, Any] | None
     return body if isinstance(body, dict) else None
 
 
-def _corrupt(entry: FileEntry, got: str, how: str = "SHA-256") -> IntegrityError:
-    want = entry.xxh128 if how == "XXH3-128" else entry.sha256
-    return _stored_copy_bad(entry, f"{how} {got[:12]}..., expected {want[:12]}...")
+def _corrupt(entry: FileEntry, got: str, how: str = "SHA-256", want: str = "") -> IntegrityError:
+    """The check `how` gave `got` where `want` (default: the entry's SHA-256) was due."""
+    return _stored_copy_bad(entry, f"{how} {got[:12]}..., expected {(want or entry.sha256)[:12]}...")
 
 
 def _stored_copy_bad(entry: FileEntry, what: str) -> IntegrityError:
@@ -192,7 +193,8 @@ class _Pull:
         dest = self.dest / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _part(dest)
-        h, want = (xxh128(), entry.xxh128) if entry.xxh128 else (hashlib.sha256(), entry.sha256)
+        h: Hasher = xxh128() if entry.xxh128 else hashlib.sha256()
+        how, want = ("XXH3-128", entry.xxh128) if entry.xxh128 else ("SHA-256", entry.sha256)
         step = self.tuning.range_size
         ranges = [(o, min(o + step, entry.size)) for o in range(0, entry.size, step)]
         try:
@@ -225,7 +227,7 @@ class _Pull:
             finally:
                 os.close(fd)
             if h.hexdigest() != want:
-                raise _corrupt(entry, h.hexdigest(), "XXH3-128" if entry.xxh128 else "SHA-256")
+                raise _corrupt(entry, h.hexdigest(), how, want)
             _place(tmp, dest, entry)
             for c in copies:  # same bytes at other paths: copy locally, not again over the network
                 (self.dest / c.path).parent.mkdir(parents=True, exist_ok=True)

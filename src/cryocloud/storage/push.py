@@ -151,11 +151,12 @@ class _Push:
 
     async def xxh_for(self, large: list[LocalFile], shas: dict[str, str], cache: StatCache) -> None:
         """Fill self.xxh for every large file's SHA-256: known to this push, to the cache, or (a file the stat
-        cache knew before it kept XXH3-128 too) read once more, if it is still the file its SHA-256 is of."""
+        cache knew before it kept XXH3-128 too) read once more, if it is still the file its SHA-256 is of; what
+        this push learned goes to the cache."""
+        fresh = list(self.xxh.items())  # hashed by this push
         missing = {shas[f.rel] for f in large} - self.xxh.keys()
         self.xxh.update(cache.xxh_of(missing))
         todo = {shas[f.rel]: f for f in large if shas[f.rel] not in self.xxh}
-        fresh: list[tuple[str, str]] = []
 
         def one(sha: str, f: LocalFile) -> None:
             try:
@@ -453,7 +454,6 @@ async def _upload(p: _Push, files: list[LocalFile], cache: StatCache, index: Pac
         lambda: bounded(ahead, [lambda g=g: batch(g) for g in groups]),  # type: ignore[misc]
     ])
     cache.store(rows)
-    cache.store_xxh(p.xxh.items())
     await p.xxh_for(large, final_sha, cache)
     index.clear_damaged(damaged & sent)  # uploaded again with good bytes
     for rel, size, sha, mtime_ns, mode in later:
